@@ -1,0 +1,129 @@
+import { Command, CommanderError } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import { exitCodeOf, MigralabError } from '../errors.ts';
+import { loadTopology } from '../config/topology.ts';
+import { planLab } from '../provision/plan.ts';
+import { up, down, labHealthy, readLabInfo } from '../provision/local.ts';
+import { Ledger } from '../state/ledger.ts';
+import { runScenario } from '../runner/run.ts';
+import { consoleReporter, summaryTable } from '../report/console.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+export const defaultTopology = resolve(root, 'scenarios/topologies/two-node.lab.yaml');
+export const defaultScenario = resolve(root, 'scenarios/block-vs-shared.yaml');
+
+type Print = (s: string) => void;
+
+export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'), signal?: AbortSignal): Command {
+  const log: Print = (s) => process.stderr.write(s + '\n');
+  const program = new Command('migralab')
+    .description('Raise a two-node lab (controller serves its instances directory over NFS, compute1 is the client) and compare block migration with shared-storage live migration: real QEMU, QMP, namespaces, NFS and ping.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('up')
+    .description('raise the lab (idempotent): namespaces, bridges, NFS server, guest image')
+    .argument('[topology]', 'topology file', defaultTopology)
+    .option('--json', 'print the lab description as JSON')
+    .action(async (file: string, o: { json?: boolean }) => {
+      const t = await loadTopology(file);
+      const r = await up(t, resolve(file), log);
+      if (o.json) return print(JSON.stringify({ alreadyUp: r.alreadyUp, ...r.info }, null, 2));
+      const e = r.info.environment;
+      print(r.alreadyUp ? `lab ${t.name} is already up` : `lab ${t.name} up in ${(r.info.upMs / 1000).toFixed(2)} s`);
+      print(`  nodes: ${r.info.nodes.map((n) => `${n.name} ${n.address} [${n.roles.join(', ')}]`).join('; ')}`);
+      print(`  NFS: ganesha on ${r.info.nfs.server} exports ${r.info.nfs.exportPath}; client: ${e.nfsClient} (${e.nfsClientReason})`);
+      print(`  accelerator: ${e.accelerator} (${e.acceleratorReason})`);
+    });
+
+  program
+    .command('down')
+    .description('remove every namespace, process, mount and file of the lab (also after a crash)')
+    .argument('[topology]', 'topology file', defaultTopology)
+    .action(async (file: string) => {
+      const t = await loadTopology(file);
+      const t0 = performance.now();
+      const r = await down(planLab(t));
+      print(r.wasUp ? `lab ${t.name} down in ${((performance.now() - t0) / 1000).toFixed(2)} s (${r.removed} resources removed)` : `lab ${t.name} is not up: nothing to do`);
+    });
+
+  program
+    .command('status')
+    .description('show whether the lab is up and what it consists of')
+    .argument('[topology]', 'topology file', defaultTopology)
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { json?: boolean }) => {
+      const t = await loadTopology(file);
+      const plan = planLab(t);
+      const ledger = await Ledger.read(plan.ledgerFile);
+      const health = ledger ? await labHealthy(plan) : { healthy: false, problems: [] };
+      const info = await readLabInfo(plan);
+      const state = !ledger ? 'down' : health.healthy ? 'up' : 'broken';
+      const status = { lab: t.name, state, problems: health.problems, resources: ledger?.resources ?? [], info: info ?? null };
+      if (o.json) return print(JSON.stringify(status, null, 2));
+      print(`lab ${t.name}: ${state}${health.problems.length ? ` (${health.problems.join('; ')}; run 'migralab down' to clean up)` : ''}`);
+      if (info && ledger) {
+        for (const n of info.nodes) print(`  ${n.name.padEnd(12)} ${n.address.padEnd(15)} netns ${n.netns}  [${n.roles.join(', ')}]`);
+        print(`  ${info.observer.name.padEnd(12)} ${info.observer.address.padEnd(15)} netns ${info.observer.netns}  [observer]`);
+        print(`  accelerator ${info.environment.accelerator}, NFS client ${info.nfs.client}, export ${info.nfs.exportPath}`);
+        const procs = ledger.resources.filter((r) => r.kind === 'process');
+        print(`  processes: ${procs.map((p) => (p.kind === 'process' ? `${p.name}@${p.node} pid ${p.pid}` : '')).join(', ')}`);
+      }
+    });
+
+  program
+    .command('run')
+    .description('run a scenario (raises the lab if needed, takes it down again if it raised it), write results.json, print the comparison')
+    .argument('[scenario]', 'scenario file', defaultScenario)
+    .option('--results-dir <dir>', 'where results.json goes (default results/<timestamp>-<scenario name>/)')
+    .option('--keep-lab', 'leave the lab up after the run even if this run raised it')
+    .option('--json', 'print results.json to stdout instead of the table')
+    .option('--quiet', 'no progress lines')
+    .action(async (file: string, o: { resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean }) => {
+      const rep = consoleReporter({ tty: process.stderr.isTTY === true, quiet: o.quiet });
+      try {
+        const r = await runScenario({ scenarioFile: file, resultsDir: o.resultsDir, keepLab: o.keepLab, signal, events: rep });
+        rep.close();
+        if (o.json) print(JSON.stringify(r.results, null, 2));
+        else {
+          print(summaryTable(r.results));
+          print(`results: ${r.resultsFile}`);
+        }
+        if (r.failed > 0) throw new MigralabError('MIGRATION', `${r.failed} of ${r.results.iterations.length} migrations failed (see ${r.resultsFile})`);
+      } finally {
+        rep.close();
+      }
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const ac = new AbortController();
+  let interrupts = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupts++;
+    if (interrupts > 1) {
+      process.stderr.write(`\n${sig} again: exiting now; run 'migralab down' to clean up\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`\n${sig}: stopping after cleanup (press Ctrl-C again to exit at once)\n`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await buildProgram(undefined, ac.signal).parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`migralab: ${(e as Error).message}\n`);
+    return exitCodeOf(e);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

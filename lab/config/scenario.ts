@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { parseSize } from './size.ts';
+import { loadConfigFile } from './load.ts';
+
+const size = (what: string, minBytes: number) =>
+  z
+    .union([z.string(), z.number()], { error: `expected a size like 256MiB` })
+    .transform((v, ctx) => {
+      const n = parseSize(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: 'custom', message: `expected a size like 256MiB (units B, KiB, MiB, GiB)` });
+        return z.NEVER;
+      }
+      if (n < minBytes) {
+        ctx.addIssue({ code: 'custom', message: `expected ${what} of at least ${minBytes / 1024 ** 2}MiB` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+export const strategies = ['block', 'shared'] as const;
+export type Strategy = (typeof strategies)[number];
+
+export const scenarioSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected a name of letters, digits, ".", "_" or "-"' }),
+    description: z.string().optional(),
+    /** Topology file, relative to the scenario file. */
+    topology: z.string().default('topologies/two-node.lab.yaml'),
+    strategies: z
+      .array(z.enum(strategies, { error: `expected one of ${strategies.join(', ')}` }))
+      .min(1, { error: 'expected at least one strategy' })
+      .default(['block', 'shared']),
+    repetitions: z.number({ error: 'expected a whole number of repetitions' }).int().min(1).max(100).default(3),
+    guest: z
+      .strictObject({
+        memory: size('guest memory', 64 * 1024 ** 2).default(256 * 1024 ** 2),
+        disk: size('a disk', 16 * 1024 ** 2).default(512 * 1024 ** 2),
+        /** How much of the disk is filled with data before the first migration. */
+        diskData: size('disk data', 0).default(200 * 1024 ** 2),
+      })
+      .prefault({}),
+    ping: z
+      .strictObject({
+        intervalMs: z.number({ error: 'expected milliseconds between pings' }).min(1, { error: 'expected at least 1 ms' }).max(1000).default(10),
+      })
+      .prefault({}),
+    /** Give up on one migration after this long (it is then cancelled; the guest stays on the source). */
+    timeoutSeconds: z.number().positive().default(120),
+  })
+  .superRefine((s, ctx) => {
+    if (s.guest.diskData > s.guest.disk - 8 * 1024 ** 2)
+      ctx.addIssue({ code: 'custom', path: ['guest', 'diskData'], message: 'expected at most the disk size minus 8MiB (the probe area)' });
+  });
+
+export type Scenario = z.output<typeof scenarioSchema>;
+
+export function loadScenario(file: string): Promise<Scenario> {
+  return loadConfigFile(file, scenarioSchema);
+}

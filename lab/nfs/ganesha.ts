@@ -1,0 +1,103 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { NodeTransport } from '../exec/node.ts';
+import { waitFor } from '../exec/run.ts';
+
+export interface ExportSpec {
+  /** Directory exported (addressed by this real path over NFSv3). */
+  path: string;
+  /** Only this network may mount, e.g. the lab CIDR. */
+  clients: string;
+  /** Address the server binds to (the node's lab address, never a wildcard). */
+  bindAddress: string;
+  versions: (3 | 4)[];
+}
+
+/** nfs-ganesha configuration: one VFS export, rw + no_root_squash for the lab CIDR only, TCP only. */
+export function ganeshaConfig(e: ExportSpec): string {
+  const protocols = e.versions.join(', ');
+  return `# written by migralab: do not edit
+NFS_CORE_PARAM {
+  Protocols = ${protocols};
+  Bind_addr = ${e.bindAddress};
+  Enable_NLM = false;
+  Enable_RQUOTA = false;
+  Enable_UDP = false;
+}
+NFSV4 {
+  Graceless = true;
+}
+EXPORT_DEFAULTS {
+  Access_Type = None;
+}
+EXPORT {
+  Export_Id = 1;
+  Path = ${e.path};
+  Pseudo = ${e.path};
+  Protocols = ${protocols};
+  Transports = TCP;
+  Access_Type = None;
+  Squash = No_Root_Squash;
+  SecType = sys;
+  FSAL {
+    Name = VFS;
+  }
+  CLIENT {
+    Clients = ${e.clients};
+    Access_Type = RW;
+  }
+}
+`;
+}
+
+export interface StartedProcess {
+  name: string;
+  pid: number;
+}
+
+/**
+ * Starts rpcbind (NFSv3 needs it in the same namespace, first) and ganesha on the
+ * server node, inside its private /run and /var/lib/nfs. `beforeStart` is called
+ * with each process name before it is started (ledger), `started` with its PID.
+ */
+export async function startGanesha(
+  node: NodeTransport,
+  spec: ExportSpec,
+  dir: string,
+  hooks: { beforeStart(name: string): Promise<number>; started(slot: number, pid: number): Promise<void> },
+): Promise<StartedProcess[]> {
+  const conf = join(dir, 'ganesha.conf');
+  await writeFile(conf, ganeshaConfig(spec));
+  await node.run(['mkdir', '-p', '/run/rpcbind', '/run/ganesha', '/var/lib/nfs/ganesha']);
+  const out: StartedProcess[] = [];
+  if (spec.versions.includes(3)) {
+    await node.run(['chown', '_rpc', '/run/rpcbind'], { check: false });
+    const slot = await hooks.beforeStart('rpcbind');
+    const pid = node.spawnDetached(['rpcbind', '-f', '-w'], join(dir, 'rpcbind.log'));
+    await hooks.started(slot, pid);
+    out.push({ name: 'rpcbind', pid });
+    await waitFor('rpcbind to answer', async () => (await node.run(['rpcinfo', '-p', '127.0.0.1'], { check: false })).exitCode === 0, {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
+  }
+  const slot = await hooks.beforeStart('ganesha');
+  const pid = node.spawnDetached(
+    ['ganesha.nfsd', '-F', '-L', join(dir, 'ganesha.log'), '-f', conf, '-p', '/run/ganesha/ganesha.pid', '-N', 'NIV_EVENT'],
+    join(dir, 'ganesha.out'),
+  );
+  await hooks.started(slot, pid);
+  out.push({ name: 'ganesha', pid });
+  await waitFor(
+    `ganesha to listen on ${spec.bindAddress}:2049 (see ${join(dir, 'ganesha.log')})`,
+    async () => {
+      const ss = await node.run(['ss', '-Hltn', 'sport', '=', ':2049'], { check: false });
+      if (!ss.stdout.includes('2049')) return false;
+      if (!spec.versions.includes(3)) return true;
+      const rpc = await node.run(['rpcinfo', '-p', '127.0.0.1'], { check: false });
+      return /\b100005\b/.test(rpc.stdout) && /\b100003\b/.test(rpc.stdout);
+    },
+    { timeoutMs: 15_000, intervalMs: 25 },
+  );
+  return out;
+}

@@ -1,0 +1,97 @@
+import cliProgress from 'cli-progress';
+import type { RunEvents } from '../runner/run.ts';
+import type { IterationResult, Results, StrategySummary } from '../runner/results.ts';
+import type { Description } from '../measure/stats.ts';
+import { formatBytes } from '../config/size.ts';
+
+type Out = (line: string) => void;
+
+/**
+ * Console reporter: cli-progress bars for the disk mirror and the RAM copy on a TTY,
+ * plain step lines otherwise (CI logs, pipes).
+ */
+export function consoleReporter(opts: { tty: boolean; out?: Out; quiet?: boolean }): RunEvents & { close(): void } {
+  const out: Out = opts.out ?? ((l) => process.stderr.write(l + '\n'));
+  let bars: cliProgress.MultiBar | undefined;
+  let mirror: cliProgress.SingleBar | undefined;
+  let ram: cliProgress.SingleBar | undefined;
+  let lastPhase: string | undefined;
+  const stopBars = () => {
+    bars?.stop();
+    bars = mirror = ram = undefined;
+  };
+  const MiB = 1024 ** 2;
+  return {
+    step(msg) {
+      if (!opts.quiet) (bars ? bars.log(msg + '\n') : out(msg));
+    },
+    iterationStart(it) {
+      lastPhase = undefined;
+      const head = `[${it.index + 1}/${it.total}] ${it.strategy} #${it.repetition}: ${it.source} -> ${it.destination}`;
+      if (opts.tty) {
+        bars = new cliProgress.MultiBar(
+          { format: '  {phase} [{bar}] {percentage}% {value}/{total} MiB', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        );
+        bars.log(head + '\n');
+      } else if (!opts.quiet) out(head);
+    },
+    progress(p) {
+      const done = Math.round(p.done / MiB);
+      const total = Math.max(1, Math.round(p.total / MiB));
+      if (bars) {
+        const label = p.phase === 'mirror' ? 'disk mirror' : 'RAM copy   ';
+        const bar = p.phase === 'mirror' ? (mirror ??= bars.create(total, 0, { phase: label })) : (ram ??= bars.create(total, 0, { phase: label }));
+        bar.setTotal(total);
+        bar.update(done, { phase: label });
+      } else if (!opts.quiet && p.phase !== lastPhase) {
+        out(`  ${p.phase === 'mirror' ? 'disk mirror' : 'RAM copy'} started (${formatBytes(p.total)})`);
+      }
+      lastPhase = p.phase;
+    },
+    iterationEnd(r) {
+      stopBars();
+      if (!opts.quiet) out(`  ${iterationLine(r)}`);
+    },
+    close: stopBars,
+  };
+}
+
+const ms = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v.toFixed(v < 10 ? 2 : 1)} ms`);
+
+export function iterationLine(r: IterationResult): string {
+  if (!r.ok) return `FAILED: ${r.error}${r.guestOn ? ` (guest on ${r.guestOn.node}, ${r.guestOn.status})` : ''}`;
+  return [
+    `ok in ${ms(r.durationMs)}`,
+    `qemu downtime ${ms(r.qemu.downtimeMs)}`,
+    `ping gap ${ms(r.ping.maxGapMs)} (${r.ping.lost}/${r.ping.sent} lost)`,
+    `RAM ${formatBytes(r.qemu.ramBytes ?? 0)}`,
+    `disk ${formatBytes(r.qemu.diskBytes ?? 0)}`,
+  ].join(', ');
+}
+
+function cell(d: Description, unit: 'ms' | 'n'): string {
+  if (d.n === 0 || d.median === undefined) return '-';
+  const f = (v: number) => (unit === 'ms' ? v.toFixed(1) : String(Math.round(v * 10) / 10));
+  return `${f(d.median)} (${f(d.min!)}..${f(d.max!)})`;
+}
+
+/** The comparison table: per strategy median (min..max), and block/shared ratios of the medians. */
+export function summaryTable(results: Results): string {
+  const s = results.summary;
+  if (!s) return '';
+  const rows: string[][] = [['strategy', 'ok/runs', 'duration ms', 'qemu downtime ms', 'ping interruption ms', 'lost pings']];
+  for (const p of s.strategies as StrategySummary[])
+    rows.push([p.strategy, `${p.iterations - p.failed}/${p.iterations}`, cell(p.durationMs, 'ms'), cell(p.downtimeMs, 'ms'), cell(p.maxGapMs, 'ms'), cell(p.lost, 'n')]);
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const ratio = s.blockToSharedRatio;
+  const fr = (v?: number) => (v === undefined ? '-' : `${v.toFixed(2)}x`);
+  if (ratio.durationMs !== undefined || ratio.downtimeMs !== undefined)
+    lines.push('', `block/shared (ratio of medians): duration ${fr(ratio.durationMs)}, qemu downtime ${fr(ratio.downtimeMs)}, ping interruption ${fr(ratio.maxGapMs)}`);
+  const env = results.environment;
+  lines.push(`environment: ${env.accelerator} (${env.acceleratorReason}), QEMU ${env.qemuVersion}, kernel ${env.kernel}, NFS client ${env.nfsClient}, ${env.cpus}x ${env.cpuModel}`);
+  lines.push('median (min..max) over successful iterations');
+  return lines.join('\n');
+}

@@ -1,0 +1,105 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** Everything the lab creates, written here before it is created so `down` can undo it after a crash. */
+export type Resource =
+  | { kind: 'dir'; path: string }
+  | { kind: 'netns'; name: string }
+  | { kind: 'mount'; target: string }
+  | { kind: 'process'; name: string; node: string; pid?: number; startTime?: string };
+
+export interface LedgerData {
+  lab: string;
+  createdAt: string;
+  /** 'creating' until `up` finished, then 'up'. */
+  status: 'creating' | 'up';
+  resources: Resource[];
+}
+
+/**
+ * Append-only record of created resources, persisted atomically after every change.
+ * Writes are serialized so concurrent callers never interleave a file write.
+ */
+export class Ledger {
+  private chain: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly file: string,
+    private data: LedgerData,
+  ) {}
+
+  static async open(file: string, lab: string): Promise<Ledger> {
+    const existing = await Ledger.read(file);
+    return new Ledger(file, existing ?? { lab, createdAt: new Date().toISOString(), status: 'creating', resources: [] });
+  }
+
+  static async read(file: string): Promise<LedgerData | undefined> {
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as LedgerData;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  get status(): LedgerData['status'] {
+    return this.data.status;
+  }
+
+  get resources(): readonly Resource[] {
+    return this.data.resources;
+  }
+
+  /** Records a resource (before it is created). Returns its index for later updates. */
+  async record(r: Resource): Promise<number> {
+    this.data.resources.push(r);
+    await this.persist();
+    return this.data.resources.length - 1;
+  }
+
+  async update(index: number, patch: Partial<Resource>): Promise<void> {
+    const cur = this.data.resources[index];
+    if (!cur) throw new Error(`ledger: no entry ${index}`);
+    this.data.resources[index] = { ...cur, ...patch } as Resource;
+    await this.persist();
+  }
+
+  /** Drops entries that were removed (e.g. a process that exited normally). */
+  async forget(pred: (r: Resource) => boolean): Promise<void> {
+    this.data.resources = this.data.resources.filter((r) => !pred(r));
+    await this.persist();
+  }
+
+  async setStatus(status: LedgerData['status']): Promise<void> {
+    this.data.status = status;
+    await this.persist();
+  }
+
+  async remove(): Promise<void> {
+    await this.chain;
+    await rm(this.file, { force: true });
+  }
+
+  private persist(): Promise<void> {
+    const snapshot = JSON.stringify(this.data, null, 2);
+    this.chain = this.chain.then(async () => {
+      await mkdir(dirname(this.file), { recursive: true });
+      const tmp = `${this.file}.tmp`;
+      await writeFile(tmp, snapshot);
+      await rename(tmp, this.file);
+    });
+    return this.chain;
+  }
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks): tells a reused PID from ours. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const afterComm = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return afterComm[19];
+  } catch {
+    return undefined;
+  }
+}
