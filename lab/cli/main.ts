@@ -6,8 +6,6 @@ import { loadTopology } from '../config/topology.ts';
 import { planLab } from '../provision/plan.ts';
 import { up, down, labHealthy, readLabInfo } from '../provision/local.ts';
 import { Ledger } from '../state/ledger.ts';
-import { runScenario } from '../runner/run.ts';
-import { consoleReporter, summaryTable } from '../report/console.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const defaultTopology = resolve(root, 'scenarios/topologies/two-node.lab.yaml');
@@ -83,6 +81,8 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--json', 'print results.json to stdout instead of the table')
     .option('--quiet', 'no progress lines')
     .action(async (file: string, o: { resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean }) => {
+      const { runScenario } = await import('../runner/run.ts');
+      const { consoleReporter, summaryTable } = await import('../report/console.ts');
       const rep = consoleReporter({ tty: process.stderr.isTTY === true, quiet: o.quiet });
       try {
         const r = await runScenario({ scenarioFile: file, resultsDir: o.resultsDir, keepLab: o.keepLab, signal, events: rep });

@@ -7,17 +7,20 @@
  *  2. every module file listed in MODULE_LIST_PATH insmod'ed in order.
  *  3. kernel cmdline `migralab.probe=1`: print PROBE_OK_MARKER (or PROBE_FAIL_MARKER) on
  *     /dev/ttyS0 and power off. Nothing else happens.
- *  4. config drive: the vfat file system labelled CONFIG_DRIVE_LABEL (findfs), else
+ *  4. network links: wait (bounded, 10 s) for /sys/class/net/eth0, set every link up.
+ *  5. config drive: the vfat file system labelled CONFIG_DRIVE_LABEL (findfs), else
  *     /dev/vdb, mounted read-only on CONFIG_MOUNT; CONFIG_ENV_PATH read as KEY=value lines
  *     (NAME, UUID, IP, PREFIX, MAC, GATEWAY; parsed, never sourced).
- *  5. network: wait (bounded) for /sys/class/net/eth0; the interface whose address is MAC
- *     (else eth0) gets IP/PREFIX, lo comes up, GATEWAY becomes the default route.
- *  6. hostname NAME.
- *  7. control shell: /dev/ttyS1 in raw mode without echo, a non-interactive `sh` reading
+ *  6. network: the interface whose address is MAC (else eth0) gets IP/PREFIX, GATEWAY becomes
+ *     the default route; then wait (bounded, 5 s) for carrier and a real qdisc, so READY means
+ *     packets can leave (operstate may still read "down" for up to ~1 s: linkwatch lags).
+ *  7. hostname NAME.
+ *  8. control shell: /dev/ttyS1 held open by PID 1, set to raw mode without echo, input that
+ *     arrived before (e.g. early host probes) drained, then a non-interactive `sh` reading
  *     commands from it and writing stdout+stderr back to it, restarted when it exits.
- *  8. `MIGRALAB-READY <name>` (or `MIGRALAB-ERROR <reasons>`) written to STATUS_PATH before the
+ *  9. `MIGRALAB-READY <name>` (or `MIGRALAB-ERROR <reasons>`) written to STATUS_PATH before the
  *     shell starts, then printed on /dev/ttyS0 and /dev/ttyS1 after it started.
- *  9. PID 1 sleeps forever (and reaps orphans).
+ * 10. PID 1 sleeps forever (and reaps orphans).
  */
 
 export const READY_MARKER = 'MIGRALAB-READY';
@@ -25,6 +28,8 @@ export const ERROR_MARKER = 'MIGRALAB-ERROR';
 export const PROBE_OK_MARKER = 'MIGRALAB-PROBE-OK';
 export const PROBE_FAIL_MARKER = 'MIGRALAB-PROBE-FAIL';
 export const PROBE_CMDLINE_FLAG = 'migralab.probe=1';
+/** Kernel cmdline flag: log each init stage with the guest's uptime on the console. */
+export const DEBUG_CMDLINE_FLAG = 'migralab.debug=1';
 export const CONFIG_DRIVE_LABEL = 'config-2';
 export const CONFIG_MOUNT = '/mnt/config';
 export const CONFIG_ENV_PATH = 'migralab/env';
@@ -47,6 +52,10 @@ mkdir -p /dev/pts /tmp /run ${CONFIG_MOUNT}
 dmesg -n 1 2>/dev/null
 
 log() { echo "migralab-init: $*" >${CONSOLE_TTY}; }
+debug=
+case " $(cat /proc/cmdline) " in *" ${DEBUG_CMDLINE_FLAG} "*) debug=1 ;; esac
+stage() { [ -z "$debug" ] || log "$(cut -d' ' -f1 /proc/uptime) $*"; }
+stage start
 
 failed_modules=
 while read -r m; do
@@ -54,6 +63,7 @@ while read -r m; do
   insmod "$m" || failed_modules="$failed_modules \${m##*/}"
 done <${MODULE_LIST_PATH}
 [ -z "$failed_modules" ] || log "insmod failed:$failed_modules"
+stage modules loaded
 
 case " $(cat /proc/cmdline) " in
   *" ${PROBE_CMDLINE_FLAG} "*)
@@ -69,6 +79,19 @@ case " $(cat /proc/cmdline) " in
 esac
 
 errors=
+
+# links first: a link's operstate settles up to ~1 s after it comes up (linkwatch), let that
+# overlap with reading the config drive
+ip link set lo up
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
+  i=$((i + 1))
+  sleep 0.1
+done
+for d in /sys/class/net/*; do
+  [ "\${d##*/}" = lo ] || ip link set "\${d##*/}" up
+done
+stage links up
 
 # config drive: vfat labelled ${CONFIG_DRIVE_LABEL}, else /dev/vdb
 dev=
@@ -100,14 +123,9 @@ else
   done <${CONFIG_MOUNT}/${CONFIG_ENV_PATH}
 fi
 [ -n "$NAME" ] || NAME=migralab-guest
+stage config read from $dev
 
-# network
-ip link set lo up
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
-  i=$((i + 1))
-  sleep 0.1
-done
+# network: addresses now that the config is known (links came up earlier)
 ifc=eth0
 if [ -n "$MAC" ]; then
   for d in /sys/class/net/*; do
@@ -117,14 +135,22 @@ fi
 if [ ! -e /sys/class/net/$ifc ]; then
   errors="$errors no-network-interface"
 elif [ -n "$IP" ] && [ -n "$PREFIX" ]; then
-  ip link set "$ifc" up || errors="$errors link-up-failed:$ifc"
   ip addr add "$IP/$PREFIX" dev "$ifc" || errors="$errors addr-add-failed:$ifc"
   if [ -n "$GATEWAY" ]; then
     ip route add default via "$GATEWAY" || errors="$errors route-failed:$GATEWAY"
   fi
-else
-  ip link set "$ifc" up
+  # Until the kernel attaches a real qdisc (carrier on while the link is up) it drops every
+  # outgoing packet. operstate follows later (linkwatch runs at most once a second) and
+  # does not gate transmission, so it is not waited for.
+  i=0
+  while [ $i -lt 50 ]; do
+    [ "$(cat /sys/class/net/$ifc/carrier 2>/dev/null)" = 1 ] && ! ip link show dev "$ifc" | grep -q ' qdisc noop ' && break
+    i=$((i + 1))
+    sleep 0.1
+  done
+  [ $i -lt 50 ] || log "$ifc: no carrier or no qdisc after 5 s"
 fi
+stage network configured
 
 hostname "$NAME"
 echo "$NAME" >/etc/hostname
@@ -138,8 +164,13 @@ else
 fi
 echo "$status" >${STATUS_PATH}
 
-# control shell on ${CONTROL_TTY}: stdout is a pipe so sh stays non-interactive (no prompt, no line editing)
-stty -F ${CONTROL_TTY} raw -echo
+# control shell on ${CONTROL_TTY}. PID 1 keeps the port open (fd 3): every first open of an
+# 8250 port clears its receive FIFO, which would cut a command the host sent early in half.
+exec 3<>${CONTROL_TTY}
+stty -F ${CONTROL_TTY} raw -echo min 0 time 1
+cat <&3 >/dev/null # drain what arrived before the shell existed, until 0.1 s of silence
+stty -F ${CONTROL_TTY} raw -echo min 1 time 0
+# stdout is a pipe so sh stays non-interactive (no prompt, no line editing)
 (
   while true; do
     sh <${CONTROL_TTY} 2>&1 | cat >${CONTROL_TTY}
@@ -149,7 +180,7 @@ stty -F ${CONTROL_TTY} raw -echo
 
 log "init done after $(cut -d" " -f1 /proc/uptime) s of uptime"
 echo "$status" >${CONSOLE_TTY}
-echo "$status" >${CONTROL_TTY}
+printf '\\n%s\\n' "$status" >${CONTROL_TTY} # own line, whatever was echoed before
 
 while true; do
   sleep 3600

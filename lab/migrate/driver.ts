@@ -130,7 +130,7 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
       mirrorMs = performance.now() - t0;
     }
 
-    const completed = source.qmp.waitForEvent('MIGRATION', (d) => ['completed', 'failed', 'cancelled'].includes((d as { status: string }).status), req.timeoutMs);
+    const completed = source.qmp.waitForEvent('MIGRATION', (ev) => ['completed', 'failed', 'cancelled'].includes((ev.data as { status: string }).status), req.timeoutMs);
     completed.catch(() => {});
     await source.qmp.execute('migrate', { uri: `tcp:${destAddr}:${req.migrationPort}` });
     let finalStatus: string | undefined;

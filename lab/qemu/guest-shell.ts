@@ -32,11 +32,17 @@ function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+const STATUS_RE = new RegExp(`(?:^|[^A-Za-z0-9-])(${READY_MARKER} (\\S+)|${ERROR_MARKER}(?: (.*))?)$`);
+
+/**
+ * Finds the init's status line. It may share a line with leftovers of a cut-off echo from
+ * before the shell started, so the marker is matched at the end of the line, not the start.
+ */
 function parseStatusLine(line: string): GuestStatus | undefined {
-  const t = line.replace(/\r$/, '');
-  if (t.startsWith(`${READY_MARKER} `)) return { ready: true, detail: t.slice(READY_MARKER.length + 1).trim() };
-  if (t.startsWith(ERROR_MARKER)) return { ready: false, detail: t.slice(ERROR_MARKER.length).trim() };
-  return undefined;
+  const m = STATUS_RE.exec(line.replace(/\r$/, ''));
+  if (!m) return undefined;
+  if (m[2] !== undefined) return { ready: true, detail: m[2] };
+  return { ready: false, detail: (m[3] ?? '').trim() };
 }
 
 export class GuestShell implements AsyncDisposable {
@@ -114,13 +120,23 @@ export class GuestShell implements AsyncDisposable {
   }
 
   /** Waits until check() returns a value, new data arriving re-runs it. */
-  private waitUntil<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+  private waitUntil<T>(check: () => T | undefined, timeoutMs: number, what: string, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        done();
+        reject(new MigralabError('LAB', `${what}: aborted`));
+      };
       const done = () => {
         this.listeners.delete(listener);
         if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
       };
+      if (signal?.aborted) {
+        reject(new MigralabError('LAB', `${what}: aborted`));
+        return;
+      }
+      signal?.addEventListener('abort', onAbort);
       const listener = () => {
         let v: T | undefined;
         try {
@@ -151,13 +167,14 @@ export class GuestShell implements AsyncDisposable {
    * Runs `command` with `sh -c` in the guest (stdin /dev/null, stderr merged into stdout)
    * and returns its output and exit status. Calls run one at a time, in call order.
    */
-  exec(command: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
-    const p = this.queue.then(() => this.execNow(command, opts.timeoutMs ?? 30_000));
+  exec(command: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ExecResult> {
+    const p = this.queue.then(() => this.execNow(command, opts.timeoutMs ?? 30_000, opts.signal));
     this.queue = p.catch(() => {});
     return p;
   }
 
-  private async execNow(command: string, timeoutMs: number): Promise<ExecResult> {
+  private async execNow(command: string, timeoutMs: number, signal?: AbortSignal): Promise<ExecResult> {
+    if (signal?.aborted) throw new MigralabError('LAB', `guest command ${JSON.stringify(command)}: aborted`);
     if (command.includes('\0')) throw new MigralabError('USAGE', 'guest command contains a NUL byte');
     if (Buffer.byteLength(command) > MAX_COMMAND_BYTES) {
       throw new MigralabError('USAGE', `guest command longer than ${MAX_COMMAND_BYTES} bytes`);
@@ -182,14 +199,16 @@ export class GuestShell implements AsyncDisposable {
       },
       timeoutMs,
       `guest command ${JSON.stringify(short)} on ${this.socketPath}`,
+      signal,
     );
     return result;
   }
 
   /**
    * Waits for the guest's init to finish: the READY/ERROR line on the control channel, or,
-   * when this connection came too late to see it, the status file read through the shell.
-   * Resolves with the guest's name; an ERROR line rejects with the init's reasons.
+   * when this connection came too late to see it, the status file read through the shell
+   * (probed every probeIntervalMs; probes sent before the shell exists are drained by the
+   * guest's init). Resolves with the guest's name; an ERROR line rejects with the reasons.
    */
   async waitReady(opts: { timeoutMs?: number; probeIntervalMs?: number } = {}): Promise<string> {
     const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -201,22 +220,20 @@ export class GuestShell implements AsyncDisposable {
     };
     for (;;) {
       if (this.bootStatus) return settle(this.bootStatus);
+      if (this.closedWhy !== undefined) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready: ${this.closedWhy}`);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready after ${timeoutMs} ms`);
       const slice = Math.min(probeIntervalMs, remaining);
-      const seen = await this.waitUntil(() => this.bootStatus, slice, 'guest ready').catch((e: unknown) => {
-        if (this.closedWhy !== undefined) throw e;
-        return undefined;
-      });
-      if (seen) return settle(seen);
-      const probe = await this.exec(`cat ${STATUS_PATH}`, { timeoutMs: Math.min(probeIntervalMs, Math.max(1, deadline - Date.now())) }).catch(
-        (e: unknown) => {
-          if (this.closedWhy !== undefined) throw e;
-          return undefined;
-        },
+      const abort = new AbortController();
+      const seen = this.waitUntil(() => this.bootStatus, slice, 'guest ready', abort.signal);
+      const probed = this.exec(`cat ${STATUS_PATH}`, { timeoutMs: slice, signal: abort.signal }).then((r) =>
+        r.status === 0 ? parseStatusLine(r.output.trim()) : undefined,
       );
-      const st = probe && probe.status === 0 ? parseStatusLine(probe.output.trim()) : undefined;
-      if (st) this.bootStatus = st;
+      // Whichever answers first wins; the other is aborted so no stale probe blocks the queue.
+      const st = await Promise.any([seen, probed.then((v) => v ?? Promise.reject(new Error('no status')))]).catch(() => undefined);
+      abort.abort();
+      await Promise.allSettled([seen, probed]);
+      if (st) this.bootStatus ??= st;
     }
   }
 

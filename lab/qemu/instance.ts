@@ -88,7 +88,7 @@ export class QemuProcess implements AsyncDisposable {
         terminate(this.pid),
       );
     }
-    this.qmp.close();
+    await this.qmp.close();
     const pid = this.pid;
     await this.ledger.forget((r) => r.kind === 'process' && r.pid === pid);
     await rm(runFiles(this.placement.node, this.launch.name).dir, { recursive: true, force: true });

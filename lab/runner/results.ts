@@ -36,6 +36,8 @@ export interface IterationResult {
     maxGapEnd: string | null;
     maxRttMs: number | null;
   };
+  /** The data disk as QEMU itself reports it (query-named-block-nodes) on each side. */
+  disk?: { source?: DiskLocation; destination: DiskLocation };
   verified: {
     onDestination: boolean;
     sourceGone: boolean;
@@ -44,6 +46,14 @@ export interface IterationResult {
   };
   /** Why a figure is missing, or anything odd seen while measuring. */
   notes: string[];
+}
+
+export interface DiskLocation {
+  /** QEMU protocol driver: `file` (local or kernel NFS mount) or `nfs` (QEMU's own NFS client). */
+  driver: string;
+  filename: string;
+  /** The file is the one on the controller's NFS export. */
+  onExport: boolean;
 }
 
 export interface StrategySummary {

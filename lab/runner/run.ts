@@ -6,10 +6,12 @@ import { MigralabError } from '../errors.ts';
 import { planLab, type LabPlan, type NodePlan } from '../provision/plan.ts';
 import { up, down, observerTransport } from '../provision/local.ts';
 import { Ledger } from '../state/ledger.ts';
-import { PingProbe, summarize as summarizePing } from '../measure/ping.ts';
+import { PingProbe } from '../measure/ping.ts';
 import { migrate, MigrationFailed, type MigrationProgress } from '../migrate/driver.ts';
 import { instanceDir } from '../migrate/storage.ts';
 import { Guest, type LabContext } from './guest.ts';
+import type { QemuProcess } from '../qemu/instance.ts';
+import type { DiskLocation } from './results.ts';
 import { summarize, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from './results.ts';
 
 export interface RunEvents {
@@ -153,10 +155,11 @@ async function iterate(
     notes: [],
   };
   const probe = await guest.writeProbe(index);
-  const ping = PingProbe.start({ prefix: observerTransport(ctx.plan).prefix, target: guest.def.ip, intervalMs: scenario.ping.intervalMs });
+  const ping = PingProbe.start({ prefix: [...observerTransport(ctx.plan).prefix], target: guest.def.ip, intervalMs: scenario.ping.intervalMs });
   try {
     await ping.waitForReply(10_000);
     const sourceProc = guest.current;
+    const sourceDisk = await dataDisk(ctx, sourceProc);
     try {
       const { dest, figures } = await migrate({
         strategy: guest.def.strategy,
@@ -181,6 +184,7 @@ async function iterate(
         ramBytes: figures.qemu.ramBytes ?? null,
         diskBytes: figures.qemu.diskBytes,
       };
+      r.disk = { source: sourceDisk, destination: await dataDisk(ctx, dest) };
       // Proof: the guest runs on the destination, the source QEMU is gone.
       const status = await dest.status();
       r.verified.onDestination = status === 'running';
@@ -191,7 +195,7 @@ async function iterate(
       r.guestOn = { node: destination.name, status };
       if (guest.def.strategy === 'block') await rm(instanceDir(ctx.plan, 'block', source, guest.def.name), { recursive: true, force: true });
       // The guest answers ping after the switchover.
-      const after = await ping.waitForReplyAfter(figures.completedAt, 10_000).then(
+      const after = await ping.waitForReply(10_000, { sinceMs: figures.completedAt }).then(
         () => true,
         () => false,
       );
@@ -214,7 +218,8 @@ async function iterate(
     }
   } finally {
     const res = await ping.stop();
-    const s = summarizePing(res.replies, { intervalMs: scenario.ping.intervalMs, sent: res.sent });
+    const s = res.summary;
+    if (res.sentFrom !== 'ping') r.notes.push('ping printed no summary: ping.sent is the highest sequence number seen (a lower bound)');
     r.ping = {
       intervalMs: scenario.ping.intervalMs,
       sent: s.sent,
@@ -227,6 +232,16 @@ async function iterate(
     };
   }
   return r;
+}
+
+/** Where QEMU itself says the data disk is (protocol node under disk0). */
+async function dataDisk(ctx: LabContext, p: QemuProcess): Promise<DiskLocation> {
+  const nodes = await p.qmp.execute<{ 'node-name': string; drv: string; file: string }[]>('query-named-block-nodes', { flat: true });
+  const proto = nodes.find((n) => (n.drv === 'file' || n.drv === 'nfs') && n.file.endsWith('/disk.qcow2'));
+  if (!proto) return { driver: 'unknown', filename: '', onExport: false };
+  const path = proto.drv === 'nfs' ? proto.file.replace(/^nfs:\/\/[^/]+/, '') : proto.file;
+  const exportRoots = [ctx.info.nfs.exportPath, ctx.info.nfs.mountPoint].filter((x): x is string => !!x);
+  return { driver: proto.drv, filename: proto.file, onExport: exportRoots.some((root) => path.startsWith(root + '/')) };
 }
 
 export type { LabPlan };

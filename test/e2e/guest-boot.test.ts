@@ -3,6 +3,7 @@
  * NIC, and checks the init's contract through the control shell on ttyS1.
  */
 import { createHash } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -40,7 +41,7 @@ function qemuArgs(image: GuestImage, append: string, consoleLog: string, extra: 
   ];
 }
 
-describe('guest image boots under QEMU', () => {
+describe('guest image boots under QEMU', { timeout: 30_000 }, () => {
   let dir = '';
   let image: GuestImage;
   let qemu: ResultPromise | undefined;
@@ -48,6 +49,10 @@ describe('guest image boots under QEMU', () => {
   let consoleLog = '';
   let dataDisk = '';
   let bootMs = 0;
+  // The NIC's backend: QEMU sends every frame the guest transmits as one UDP datagram to this
+  // socket on 127.0.0.1, so the test sees exactly what leaves eth0 (and nothing leaves the host).
+  let wire: Socket | undefined;
+  const frames: Buffer[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'migralab-e2e-'));
@@ -60,6 +65,11 @@ describe('guest image boots under QEMU', () => {
     await run(['qemu-img', 'create', '-q', '-f', 'qcow2', dataDisk, '64M']);
     await makeConfigDrive(configDrive, meta);
 
+    wire = createSocket('udp4');
+    wire.on('message', (frame) => frames.push(frame));
+    await new Promise<void>((resolve) => wire!.bind(0, '127.0.0.1', resolve));
+    const wirePort = wire.address().port;
+
     const socket = path.join(dir, 'ctl.sock');
     consoleLog = path.join(dir, 'console.log');
     const t0 = Date.now();
@@ -70,7 +80,7 @@ describe('guest image boots under QEMU', () => {
         '-device', 'virtio-blk-pci,drive=data0',
         '-blockdev', `driver=raw,node-name=cfg0,read-only=on,file.driver=file,file.filename=${configDrive}`,
         '-device', 'virtio-blk-pci,drive=cfg0',
-        '-netdev', 'hubport,id=n0,hubid=0',
+        '-netdev', `socket,id=n0,udp=127.0.0.1:${wirePort},localaddr=127.0.0.1:0`,
         '-device', `virtio-net-pci,netdev=n0,mac=${meta.mac}`,
         '-chardev', `socket,id=ctl,path=${socket},server=on,wait=off`,
         '-serial', 'chardev:ctl',
@@ -82,11 +92,13 @@ describe('guest image boots under QEMU', () => {
     });
     shell = await Promise.race([waitForGuestReady(socket, { timeoutMs: BOOT_TIMEOUT_MS }), exited]);
     bootMs = Date.now() - t0;
-    console.log(`guest boot-to-ready: ${bootMs} ms (QEMU start to ${READY_MARKER})`);
+    const uptime = /init done after ([\d.]+) s/.exec(await readFile(consoleLog, 'utf8'))?.[1];
+    console.log(`guest boot-to-ready: ${bootMs} ms from QEMU start (guest uptime at ${READY_MARKER}: ${uptime ?? '?'} s)`);
   }, 90_000);
 
   afterAll(async () => {
     shell?.close();
+    wire?.close();
     if (qemu?.pid !== undefined && qemu.exitCode === null) {
       process.kill(qemu.pid, 'SIGTERM');
       const done = await Promise.race([qemu.then(() => true), new Promise((r) => setTimeout(() => r(false), 5_000))]);
@@ -105,7 +117,7 @@ describe('guest image boots under QEMU', () => {
 
   it('reports READY with its name on the console and the control channel', async () => {
     expect(shell!.status).toEqual({ ready: true, detail: meta.name });
-    expect(await readFile(consoleLog, 'utf8')).toContain(`${READY_MARKER} ${meta.name}\n`);
+    expect(await readFile(consoleLog, 'utf8')).toMatch(new RegExp(`^${READY_MARKER} ${meta.name}\r?$`, 'm'));
     expect(bootMs).toBeLessThan(BOOT_TIMEOUT_MS);
   });
 
@@ -118,8 +130,19 @@ describe('guest image boots under QEMU', () => {
     expect(addr.status).toBe(0);
     expect(addr.output).toContain(`inet ${meta.ip}/${meta.prefix} `);
     expect(await shell!.exec('cat /sys/class/net/eth0/address')).toEqual({ output: `${meta.mac}\n`, status: 0 });
-    expect((await shell!.exec('cat /sys/class/net/eth0/operstate')).output.trim()).toMatch(/^(up|unknown)$/);
-    expect((await shell!.exec('ip route show default')).output).toContain(`default via ${meta.gateway} dev eth0`);
+    // READY promises that packets can leave: carrier on and a real qdisc attached.
+    expect(await shell!.exec('cat /sys/class/net/eth0/carrier')).toEqual({ output: '1\n', status: 0 });
+    expect((await shell!.exec('ip link show dev eth0')).output).not.toContain(' qdisc noop ');
+    // An ARP request for the gateway must leave eth0 with the configured MAC and IP.
+    const isArpForGateway = (f: Buffer) =>
+      f.length >= 42 &&
+      f.readUInt16BE(12) === 0x0806 &&
+      f.readUInt16BE(20) === 1 &&
+      f.subarray(22, 28).toString('hex') === meta.mac.replace(/:/g, '') &&
+      f.subarray(28, 32).join('.') === meta.ip &&
+      f.subarray(38, 42).join('.') === meta.gateway;
+    await shell!.exec(`ping -c 1 -W 1 ${meta.gateway}`);
+    expect(frames.some(isArpForGateway)).toBe(true);
   });
 
   it('mounts the config drive read-only with the OpenStack metadata', async () => {
@@ -176,7 +199,7 @@ describe('guest image boots under QEMU', () => {
     });
     expect(r.timedOut).toBe(false);
     expect(r.exitCode).toBe(0);
-    expect(await readFile(probeLog, 'utf8')).toContain(`${PROBE_OK_MARKER}\n`);
+    expect(await readFile(probeLog, 'utf8')).toMatch(new RegExp(`^${PROBE_OK_MARKER}\r?$`, 'm'));
     console.log(`probe boot: ${Date.now() - t0} ms`);
   }, 40_000);
 });

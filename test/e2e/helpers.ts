@@ -1,0 +1,41 @@
+import { execa } from 'execa';
+import { readFileSync, existsSync } from 'node:fs';
+import { loadTopology } from '../../lab/config/topology.ts';
+import { planLab, type LabPlan } from '../../lab/provision/plan.ts';
+
+export const testTopologyFile = 'test/fixtures/test.lab.yaml';
+
+export async function testPlan(): Promise<LabPlan> {
+  return planLab(await loadTopology(testTopologyFile));
+}
+
+/** Runs the real CLI, as a user would. */
+export function cli(args: string[], opts: { timeoutMs?: number } = {}) {
+  return execa('node', ['scripts/migralab.js', ...args], { reject: false, timeout: opts.timeoutMs ?? 180_000, all: true });
+}
+
+/** Inside a lab node: the node's network, mount and UTS namespaces. */
+export function onNode(plan: LabPlan, node: string, argv: string[]) {
+  const n = plan.nodes.find((x) => x.name === node)!;
+  return execa('nsenter', [`--net=/run/netns/${n.netns}`, `--mount=${n.mountNsFile}`, `--uts=${n.utsNsFile}`, '--', ...argv], { reject: false });
+}
+
+/** What the lab may leave behind: namespaces named after it, mounts under its state dir, its state dir, processes in its ledger. */
+export async function leftovers(plan: LabPlan, pids: number[] = []): Promise<string[]> {
+  const out: string[] = [];
+  const ns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`mlab-${plan.lab}-`));
+  if (ns.length) out.push(`namespaces: ${ns.join(' ')}`);
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes(plan.stateRoot));
+  if (mounts.length) out.push(`mounts: ${mounts.join('; ')}`);
+  if (existsSync(plan.labDir)) out.push(`directory ${plan.labDir}`);
+  if (existsSync(plan.ledgerFile)) out.push(`ledger ${plan.ledgerFile}`);
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!/\) [ZX] /.test(stat)) out.push(`process ${pid} ${stat.split(' ')[1]}`);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}

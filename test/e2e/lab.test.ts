@@ -1,0 +1,119 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { execa } from 'execa';
+import { Ledger } from '../../lab/state/ledger.ts';
+import { cli, onNode, leftovers, testPlan, testTopologyFile } from './helpers.ts';
+import type { LabPlan } from '../../lab/provision/plan.ts';
+
+let plan: LabPlan;
+let daemons: number[] = [];
+
+describe('lab lifecycle (local provider, real namespaces and NFS server)', () => {
+  beforeAll(async () => {
+    plan = await testPlan();
+    await cli(['down', testTopologyFile]);
+  });
+  afterAll(async () => {
+    await cli(['down', testTopologyFile]);
+  });
+
+  it('refuses an invalid topology with file:line:col, exit 2, and starts nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mltopo-'));
+    try {
+      const bad = join(dir, 'bad.lab.yaml');
+      writeFileSync(bad, readFileSync(testTopologyFile, 'utf8').replace('address: 10.78.0.12', 'address: 10.78.1.12'));
+      const r = await cli(['up', bad]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`${bad}:\\d+:\\d+ nodes\\[1\\]\\.address: expected an address inside 10\\.78\\.0\\.0/24`));
+      expect(await leftovers(plan)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('up raises both nodes, the observer and the NFS server', async () => {
+    const r = await cli(['up', testTopologyFile, '--json']);
+    expect(r.exitCode, r.all).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(info.alreadyUp).toBe(false);
+    expect(['kvm', 'tcg']).toContain(info.environment.accelerator);
+    expect(['kernel', 'qemu']).toContain(info.environment.nfsClient);
+    expect(info.nfs.exportPath).toBe(plan.nfsServer.instancesDir);
+    const ledger = (await Ledger.read(plan.ledgerFile))!;
+    expect(ledger.status).toBe('up');
+    daemons = ledger.resources.flatMap((x) => (x.kind === 'process' && x.pid ? [x.pid] : []));
+    expect(daemons.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('each node resolves the other by name and has its own host name', async () => {
+    for (const [self, other, addr] of [
+      ['controller', 'compute1', '10.78.0.12'],
+      ['compute1', 'controller', '10.78.0.11'],
+    ] as const) {
+      expect((await onNode(plan, self, ['hostname'])).stdout).toBe(self);
+      expect((await onNode(plan, self, ['getent', 'hosts', other])).stdout).toMatch(new RegExp(`^${addr.replace(/\./g, '\\.')}\\s+${other}`));
+      const ping = await onNode(plan, self, ['ping', '-c', '1', '-W', '2', other]);
+      expect(ping.exitCode, ping.stdout).toBe(0);
+    }
+  });
+
+  it('the NFS server listens on the controller address only and exports to the lab CIDR only', async () => {
+    const ss = await onNode(plan, 'controller', ['ss', '-Hltn', 'sport', '=', ':2049']);
+    expect(ss.stdout).toMatch(/10\.78\.0\.11\]?:2049/);
+    expect(ss.stdout).not.toMatch(/(0\.0\.0\.0|\*|\[::\]):2049/);
+    const conf = readFileSync(join(plan.nfsServer.dir, 'ganesha.conf'), 'utf8');
+    expect(conf).toMatch(/Clients = 10\.78\.0\.0\/24;/);
+    // the host itself has no route into the lab
+    const host = await execa('ip', ['route', 'get', '10.78.0.11'], { reject: false });
+    expect(host.stdout).not.toMatch(/dev br0/);
+  });
+
+  it('compute1 writes a file through NFS that the controller sees', async () => {
+    const name = 'e2e-nfs-probe.raw';
+    const w = await onNode(plan, 'compute1', ['qemu-img', 'create', '-q', '-f', 'raw', `nfs://controller${plan.nfsServer.instancesDir}/${name}`, '2M']);
+    expect(w.exitCode, w.stderr).toBe(0);
+    expect(existsSync(join(plan.nfsServer.instancesDir, name))).toBe(true);
+    rmSync(join(plan.nfsServer.instancesDir, name));
+  });
+
+  it('up again is a no-op', async () => {
+    const t0 = performance.now();
+    const r = await cli(['up', testTopologyFile]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/already up/);
+    const again = (await Ledger.read(plan.ledgerFile))!;
+    expect(again.resources.flatMap((x) => (x.kind === 'process' && x.pid ? [x.pid] : []))).toEqual(daemons);
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
+  it('status --json reports the lab up', async () => {
+    const r = await cli(['status', testTopologyFile, '--json']);
+    expect(r.exitCode).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.state).toBe('up');
+    expect(s.info.nodes.map((n: { name: string }) => n.name)).toEqual(['controller', 'compute1']);
+  });
+
+  it('down removes every namespace, process, mount and file', async () => {
+    const r = await cli(['down', testTopologyFile]);
+    expect(r.exitCode).toBe(0);
+    expect(await leftovers(plan, daemons)).toEqual([]);
+    const s = JSON.parse((await cli(['status', testTopologyFile, '--json'])).stdout);
+    expect(s.state).toBe('down');
+  });
+
+  it('up after a half-finished up (ledger says creating) cleans up and raises anew', async () => {
+    expect((await cli(['up', testTopologyFile])).exitCode).toBe(0);
+    const raw = JSON.parse(readFileSync(plan.ledgerFile, 'utf8'));
+    raw.status = 'creating';
+    writeFileSync(plan.ledgerFile, JSON.stringify(raw));
+    const r = await cli(['up', testTopologyFile]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/half up/);
+    expect((await Ledger.read(plan.ledgerFile))!.status).toBe('up');
+    expect((await cli(['down', testTopologyFile])).exitCode).toBe(0);
+    expect(await leftovers(plan)).toEqual([]);
+  });
+});

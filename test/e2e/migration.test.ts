@@ -1,0 +1,104 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { cli, leftovers, testPlan, testTopologyFile } from './helpers.ts';
+import type { LabPlan } from '../../lab/provision/plan.ts';
+import type { Results, IterationResult } from '../../lab/runner/results.ts';
+
+const MiB = 2 ** 20;
+let plan: LabPlan;
+let dir: string;
+let results: Results;
+let stdout: string;
+
+/**
+ * One real run of test/fixtures/small.yaml through the CLI: the lab is raised by
+ * the run, one block and one shared migration (128 MiB guests, 64 MiB disk holding
+ * 24 MiB), and the lab is taken down again by the run.
+ */
+describe('block vs shared migration, end to end', () => {
+  beforeAll(async () => {
+    plan = await testPlan();
+    await cli(['down', testTopologyFile]);
+    dir = mkdtempSync(join(tmpdir(), 'mlrun-'));
+    const r = await cli(['run', 'test/fixtures/small.yaml', '--results-dir', dir], { timeoutMs: 240_000 });
+    stdout = r.stdout;
+    expect(r.exitCode, r.all).toBe(0);
+    results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+  }, 300_000);
+  afterAll(async () => {
+    await cli(['down', testTopologyFile]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const it1 = (s: string) => results.iterations.find((i) => i.strategy === s)!;
+
+  it('records the environment', () => {
+    expect(results.schema).toBe('migralab/results');
+    expect(['kvm', 'tcg']).toContain(results.environment.accelerator);
+    expect(['kernel', 'qemu']).toContain(results.environment.nfsClient);
+    expect(results.environment.qemuVersion).toMatch(/^\d+\.\d+/);
+    expect(results.environment.kernel.length).toBeGreaterThan(0);
+    expect(results.environment.cpuModel.length).toBeGreaterThan(0);
+  });
+
+  it('ran block then shared, controller -> compute1', () => {
+    expect(results.iterations.map((i) => [i.strategy, i.repetition, i.source, i.destination])).toEqual([
+      ['block', 1, 'controller', 'compute1'],
+      ['shared', 1, 'controller', 'compute1'],
+    ]);
+  });
+
+  it.each(['block', 'shared'])('%s: the guest moved, answers ping, and its data survived', (s) => {
+    const i: IterationResult = it1(s);
+    expect(i.ok, i.error).toBe(true);
+    expect(i.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, answersPing: true });
+    expect(i.guestOn).toEqual({ node: 'compute1', status: 'running' });
+  });
+
+  it.each(['block', 'shared'])('%s: interruption and downtime are positive and plausible', (s) => {
+    const i = it1(s);
+    expect(i.qemu.downtimeMs!).toBeGreaterThan(0);
+    expect(i.qemu.downtimeMs!).toBeLessThan(5000);
+    // the network cannot see less than the interval between two pings
+    expect(i.ping.maxGapMs!).toBeGreaterThanOrEqual(i.ping.intervalMs * 0.5);
+    expect(i.ping.maxGapMs!).toBeLessThan(10_000);
+    expect(i.ping.sent!).toBeGreaterThan(10);
+    expect(i.ping.received!).toBeGreaterThan(0);
+    expect(i.ping.lost).toBe(i.ping.sent! - i.ping.received!);
+    expect(i.durationMs!).toBeGreaterThan(0);
+    expect(i.durationMs!).toBeGreaterThanOrEqual(i.qemu.totalTimeMs! * 0.9);
+    expect(i.qemu.ramBytes!).toBeGreaterThan(1 * MiB);
+    expect(Date.parse(i.ping.maxGapEnd!)).toBeGreaterThan(Date.parse(i.ping.maxGapStart!));
+  });
+
+  it('block moved at least the data written to the disk; shared moved no disk bytes', () => {
+    expect(it1('block').qemu.diskBytes!).toBeGreaterThanOrEqual(24 * MiB);
+    expect(it1('block').mirrorMs!).toBeGreaterThan(0);
+    expect(it1('shared').qemu.diskBytes).toBe(0);
+    expect(it1('shared').mirrorMs).toBeNull();
+  });
+
+  it('the shared disk was on the NFS export; the block disk was local to the destination', () => {
+    const shared = it1('shared');
+    expect(shared.disk!.destination).toMatchObject({ onExport: true });
+    if (results.environment.nfsClient === 'qemu') expect(shared.disk!.destination.driver).toBe('nfs');
+    expect(shared.disk!.destination.filename).toContain(plan.nfsServer.instancesDir);
+    const block = it1('block');
+    expect(block.disk!.destination).toMatchObject({ onExport: false, driver: 'file' });
+    expect(block.disk!.destination.filename).toContain(join(plan.labDir, 'nodes', 'compute1'));
+  });
+
+  it('prints the comparison with medians and the block/shared ratio', () => {
+    expect(stdout).toMatch(/block\s+1\/1/);
+    expect(stdout).toMatch(/shared\s+1\/1/);
+    expect(stdout).toMatch(/block\/shared \(ratio of medians\): duration \d+\.\d+x/);
+    expect(results.summary!.blockToSharedRatio.durationMs).toBeGreaterThan(0);
+  });
+
+  it('the run took down the lab it raised: nothing is left', async () => {
+    expect(await leftovers(plan)).toEqual([]);
+    expect(existsSync(plan.labDir)).toBe(false);
+  });
+});
