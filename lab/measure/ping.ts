@@ -222,13 +222,13 @@ const SEQ_MOD = 65536;
  * Counts and the largest gap between consecutive replies.
  *
  * Duplicates (same icmp_seq, allowing for the 16-bit wrap) count once, at their first
- * arrival. `received`, `lost` and `maxRttMs` cover all replies given. The window limits
+ * arrival; their round-trip times are not used. `received`, `lost` and `maxRttMs` cover all replies given. The window limits
  * only the gap search: a gap counts when it overlaps the window, and where no reply
  * exists on one side of the window the window edge bounds the gap (so a target that
  * never answered inside the window shows the whole window as its gap).
  */
 export function summarize(replies: readonly TimedReply[], opts: SummarizeOptions): PingSummary {
-  const unique = dedupe(replies);
+  const unique = dedupe(replies, opts.intervalMs);
   const received = unique.length;
   let maxRttMs: number | undefined;
   for (const r of unique) if (r.rttMs !== undefined && (maxRttMs === undefined || r.rttMs > maxRttMs)) maxRttMs = r.rttMs;
@@ -264,21 +264,23 @@ function usOf(r: TimedReply): number {
   return r.epochUs ?? r.epochMs * 1000;
 }
 
-/** First arrival of every sequence number; 16-bit wrap unrolled in arrival order. */
-function dedupe<T extends TimedReply>(replies: readonly T[]): T[] {
+/**
+ * First arrival of every sequence number. icmp_seq is 16 bits; it is unrolled by
+ * picking the value congruent to it that lies nearest to what the elapsed time since
+ * the previous reply predicts (previous seq + elapsed / interval).
+ */
+function dedupe<T extends TimedReply>(replies: readonly T[], intervalMs: number): T[] {
   const ordered = [...replies].sort((a, b) => usOf(a) - usOf(b));
   const seen = new Set<number>();
   const out: T[] = [];
-  let last: number | undefined;
+  let prev: { seq: number; us: number } | undefined;
   for (const r of ordered) {
     let seq = r.seq;
-    if (last !== undefined) {
-      // the unrolled value congruent to r.seq that lies nearest to the last one
-      const base = last - (((last % SEQ_MOD) + SEQ_MOD) % SEQ_MOD);
-      const candidates = [base - SEQ_MOD + r.seq, base + r.seq, base + SEQ_MOD + r.seq];
-      seq = candidates.reduce((p, c) => (Math.abs(c - (last as number)) < Math.abs(p - (last as number)) ? c : p));
+    if (prev) {
+      const predicted = prev.seq + (usOf(r) - prev.us) / 1000 / Math.max(intervalMs, 1e-3);
+      seq = r.seq + SEQ_MOD * Math.round((predicted - r.seq) / SEQ_MOD);
     }
-    last = last === undefined ? seq : Math.max(last, seq);
+    prev = { seq, us: usOf(r) };
     if (seen.has(seq)) continue;
     seen.add(seq);
     out.push(r);

@@ -39,6 +39,9 @@ EXPORT {
   Access_Type = None;
   Squash = No_Root_Squash;
   SecType = sys;
+  # The controller's own QEMU writes these files locally, behind ganesha's back:
+  # cached attributes (the file size) would hide clusters it appended from NFS readers.
+  Attr_Expiration_Time = 0;
   FSAL {
     Name = VFS;
   }

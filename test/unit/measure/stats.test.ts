@@ -1,7 +1,7 @@
-import { describe as suite, it, expect } from 'vitest';
-import { describe, max, median, min, ratio } from '../../../lab/measure/stats.ts';
+import { describe, it, expect } from 'vitest';
+import { describe as describeValues, max, median, min, ratio } from '../../../lab/measure/stats.ts';
 
-suite('median/min/max', () => {
+describe('median/min/max', () => {
   it('takes the middle value of an odd count, the mean of the middle two of an even count', () => {
     expect(median([5, 1, 3])).toBe(3);
     expect(median([4, 1, 3, 2])).toBe(2.5);
@@ -27,18 +27,18 @@ suite('median/min/max', () => {
   });
 });
 
-suite('describe', () => {
+describe('describe', () => {
   it('counts only the values used', () => {
-    expect(describe([1.6, undefined, 0.6, NaN, 5, null])).toEqual({ n: 3, median: 1.6, min: 0.6, max: 5 });
+    expect(describeValues([1.6, undefined, 0.6, NaN, 5, null])).toEqual({ n: 3, median: 1.6, min: 0.6, max: 5 });
   });
 
   it('has n = 0 and undefined fields when empty', () => {
-    expect(describe([])).toEqual({ n: 0, median: undefined, min: undefined, max: undefined });
-    expect(describe([undefined, NaN])).toEqual({ n: 0, median: undefined, min: undefined, max: undefined });
+    expect(describeValues([])).toEqual({ n: 0, median: undefined, min: undefined, max: undefined });
+    expect(describeValues([undefined, NaN])).toEqual({ n: 0, median: undefined, min: undefined, max: undefined });
   });
 });
 
-suite('ratio', () => {
+describe('ratio', () => {
   it('divides', () => {
     expect(ratio(1.6, 0.6)).toBeCloseTo(2.6667, 4);
     expect(ratio(0, 4)).toBe(0);
