@@ -8,6 +8,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { execa, type ResultPromise } from 'execa';
 import { MigralabError } from '../errors.ts';
+import { median } from './stats.ts';
 
 /** `[1732700000.123456] 64 bytes from 10.1.2.3: icmp_seq=5 ttl=64 time=0.123 ms` */
 export interface PingReply {
@@ -214,6 +215,12 @@ export interface PingSummary {
   /** epoch ms of the reply (or window edge) that closes it */
   maxGapEndMs: number | undefined;
   maxRttMs: number | undefined;
+  /**
+   * Median time between consecutive replies (all of them, window or not): the cadence
+   * ping really kept. iputils rounds intervals of 10 ms and more up to kernel ticks
+   * (`-i 0.01` sends every ~16 ms on a HZ=250 kernel), so it can differ from intervalMs.
+   */
+  medianGapMs: number | undefined;
 }
 
 const SEQ_MOD = 65536;
@@ -240,6 +247,9 @@ export function summarize(replies: readonly TimedReply[], opts: SummarizeOptions
   if (ws !== undefined && !points.some((p) => p <= ws)) points.unshift(ws);
   if (we !== undefined && !points.some((p) => p >= we)) points.push(we);
 
+  const replyUs = unique.map((r) => usOf(r)).sort((a, b) => a - b);
+  const medianGapMs = median(replyUs.slice(1).map((b, i) => (b - (replyUs[i] as number)) / 1000));
+
   let best: { a: number; b: number } | undefined;
   for (let i = 1; i < points.length; i++) {
     const a = points[i - 1] as number;
@@ -257,6 +267,7 @@ export function summarize(replies: readonly TimedReply[], opts: SummarizeOptions
     maxGapStartMs: best ? best.a / 1000 : undefined,
     maxGapEndMs: best ? best.b / 1000 : undefined,
     maxRttMs,
+    medianGapMs,
   };
 }
 

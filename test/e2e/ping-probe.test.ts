@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { PingProbe } from '../../lab/measure/ping.ts';
+import { execa } from 'execa';
+import { PingProbe, summarize } from '../../lab/measure/ping.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** True while the PID is a live (not zombie) process. */
@@ -112,6 +113,46 @@ describe('PingProbe on 127.0.0.1', () => {
     await expect(probe.waitForReply(100, { sinceMs: Date.now() + 60_000 })).rejects.toThrow(/no ping reply from 127\.0\.0\.1 within 100 ms/);
     await probe.stop();
   });
+
+  it('measures a real outage: loopback of a private namespace down for ~300 ms', async () => {
+    const ns = `mlab-pingtest-${process.pid}`;
+    await execa('ip', ['netns', 'add', ns]);
+    try {
+      await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      // ip netns exec execs ping too
+      await using probe = PingProbe.start({ prefix: ['ip', 'netns', 'exec', ns], target: '127.0.0.1', intervalMs: 5 });
+      await probe.waitForReply(2000);
+      await sleep(200);
+      const downAt = Date.now();
+      await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'down']);
+      await sleep(300);
+      await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      const upAt = Date.now();
+      await probe.waitForReply(2000, { sinceMs: upAt });
+      await sleep(200);
+      const res = await probe.stop();
+
+      const s = res.summary;
+      expect(s.maxGapMs).toBeGreaterThanOrEqual(upAt - downAt - 20);
+      expect(s.maxGapMs).toBeLessThan(upAt - downAt + 200);
+      expect(s.maxGapStartMs).toBeLessThanOrEqual(downAt + 20);
+      expect(s.maxGapEndMs).toBeGreaterThanOrEqual(upAt - 20);
+      // while nothing answers, ping sends only every ~10 ms whatever -i says: fewer losses
+      expect(s.lost).toBeGreaterThanOrEqual(10);
+      expect(s.lost).toBe(res.transmitted!.transmitted - res.transmitted!.received);
+      expect(res.noAnswer.length).toBeGreaterThanOrEqual(10);
+      expect(s.medianGapMs).toBeGreaterThan(4);
+      expect(s.medianGapMs).toBeLessThan(10);
+      // the same outage seen through a window around it
+      const w = summarize(res.replies, { intervalMs: 5, sent: s.sent, windowStartMs: downAt, windowEndMs: upAt });
+      expect(w.maxGapMs).toBe(s.maxGapMs);
+      // and a window well after it sees only the normal cadence
+      const after = summarize(res.replies, { intervalMs: 5, sent: s.sent, windowStartMs: upAt + 50, windowEndMs: upAt + 150 });
+      expect(after.maxGapMs).toBeLessThan(60);
+    } finally {
+      await execa('ip', ['netns', 'del', ns], { reject: false });
+    }
+  }, 15_000);
 
   it('refuses intervals below 1 ms', () => {
     expect(() => PingProbe.start({ prefix: [], target: '127.0.0.1', intervalMs: 0.5 })).toThrow(/at least 1 ms/);

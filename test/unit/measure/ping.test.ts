@@ -109,6 +109,7 @@ describe('summarize', () => {
       maxGapStartMs: 1795801063784.268,
       maxGapEndMs: 1795801063834.001,
       maxRttMs: 1.25, // the duplicate's rtt does not count
+      medianGapMs: expect.closeTo(10.1335, 9), // gaps 9.594, 10.049, 49.733, 10.218
     });
   });
 
@@ -121,6 +122,7 @@ describe('summarize', () => {
     expect(s.received).toBe(5);
     expect(s.lost).toBe(7);
     expect(s.maxRttMs).toBeUndefined();
+    expect(s.medianGapMs).toBe(10);
   });
 
   it('orders replies by time before measuring', () => {

@@ -1,0 +1,92 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { execa } from 'execa';
+import { Ledger } from '../../lab/state/ledger.ts';
+import { cli, leftovers, testPlan, testTopologyFile } from './helpers.ts';
+import type { Results } from '../../lab/runner/results.ts';
+
+let dir: string;
+
+async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function qemuPids(ledgerFile: string): Promise<number[]> {
+  const l = await Ledger.read(ledgerFile).catch(() => undefined);
+  return (l?.resources ?? []).flatMap((r) => (r.kind === 'process' && r.name.startsWith('qemu:') && r.pid ? [r.pid] : []));
+}
+
+async function allPids(ledgerFile: string): Promise<number[]> {
+  const l = await Ledger.read(ledgerFile).catch(() => undefined);
+  return (l?.resources ?? []).flatMap((r) => (r.kind === 'process' && r.pid ? [r.pid] : []));
+}
+
+describe('failures, interruptions and crashes', () => {
+  beforeEach(async () => {
+    await cli(['down', testTopologyFile]);
+    dir = mkdtempSync(join(tmpdir(), 'mlfail-'));
+  });
+  afterEach(async () => {
+    await cli(['down', testTopologyFile]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a migration that fails leaves the guest running on the source, is recorded, and the exit code says so', async () => {
+    const r = await cli(['run', 'test/fixtures/timeout.yaml', '--results-dir', dir]);
+    expect(r.exitCode, r.all).toBe(1);
+    expect(r.stderr).toMatch(/2 of 2 migrations failed/);
+    const res: Results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    expect(res.iterations).toHaveLength(2);
+    for (const i of res.iterations) {
+      expect(i.ok).toBe(false);
+      expect(i.error).toMatch(/timed out after 50 ms.*still running on controller/);
+      expect(i.guestOn).toEqual({ node: 'controller', status: 'running' });
+      expect(i.durationMs).toBeNull();
+      expect(i.notes.join()).toMatch(/did not complete/);
+    }
+    expect(await leftovers(await testPlan())).toEqual([]);
+  }, 120_000);
+
+  it('Ctrl-C during a run stops it, writes partial results, and leaves nothing behind', async () => {
+    const plan = await testPlan();
+    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
+    let log = '';
+    child.all!.on('data', (d: Buffer) => (log += d.toString()));
+    await until('the first migration', () => log.includes('[1/'), 120_000);
+    const pids = await allPids(plan.ledgerFile);
+    child.kill('SIGINT');
+    const r = await child;
+    expect(r.exitCode, log).toBe(130);
+    expect(log).toMatch(/interrupted/);
+    const res: Results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    expect(res.interrupted).toBe(true);
+    expect(await leftovers(plan, pids)).toEqual([]);
+  }, 180_000);
+
+  it('down cleans up after the harness was killed with SIGKILL mid-run', async () => {
+    const plan = await testPlan();
+    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
+    let log = '';
+    child.all!.on('data', (d: Buffer) => (log += d.toString()));
+    await until('the first migration', () => log.includes('[1/'), 120_000);
+    const pids = await allPids(plan.ledgerFile);
+    expect((await qemuPids(plan.ledgerFile)).length).toBeGreaterThanOrEqual(2);
+    child.kill('SIGKILL');
+    await child;
+    expect(existsSync(plan.ledgerFile)).toBe(true);
+    const d = await cli(['down', testTopologyFile]);
+    expect(d.exitCode, d.all).toBe(0);
+    // the ping the harness had started in the observer namespace must be gone too
+    expect(await leftovers(plan, pids)).toEqual([]);
+    const ns = await execa('ip', ['netns', 'list']);
+    expect(ns.stdout).not.toContain(`mlab-${plan.lab}-`);
+  }, 180_000);
+});
