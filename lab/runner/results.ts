@@ -35,6 +35,8 @@ export interface IterationResult {
     maxGapStart: string | null;
     maxGapEnd: string | null;
     maxRttMs: number | null;
+    /** The interval ping really kept (median gap between replies): the kernel rounds -i of 10 ms and up to its ticks. */
+    medianGapMs: number | null;
   };
   /** The data disk as QEMU itself reports it (query-named-block-nodes) on each side. */
   disk?: { source?: DiskLocation; destination: DiskLocation };

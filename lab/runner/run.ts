@@ -150,7 +150,7 @@ async function iterate(
     prepareMs: null,
     mirrorMs: null,
     qemu: { totalTimeMs: null, downtimeMs: null, setupTimeMs: null, ramBytes: null, diskBytes: null },
-    ping: { intervalMs: scenario.ping.intervalMs, sent: null, received: null, lost: null, maxGapMs: null, maxGapStart: null, maxGapEnd: null, maxRttMs: null },
+    ping: { intervalMs: scenario.ping.intervalMs, sent: null, received: null, lost: null, maxGapMs: null, maxGapStart: null, maxGapEnd: null, maxRttMs: null, medianGapMs: null },
     verified: { onDestination: false, sourceGone: false, diskIntact: false, answersPing: false },
     notes: [],
   };
@@ -229,7 +229,10 @@ async function iterate(
       maxGapStart: s.maxGapStartMs !== undefined ? new Date(s.maxGapStartMs).toISOString() : null,
       maxGapEnd: s.maxGapEndMs !== undefined ? new Date(s.maxGapEndMs).toISOString() : null,
       maxRttMs: s.maxRttMs ?? null,
+      medianGapMs: s.medianGapMs ?? null,
     };
+    if (s.medianGapMs !== undefined && s.medianGapMs > 1.3 * scenario.ping.intervalMs)
+      r.notes.push(`ping kept a ${s.medianGapMs.toFixed(1)} ms interval, not the ${scenario.ping.intervalMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`);
   }
   return r;
 }

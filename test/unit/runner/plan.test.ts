@@ -6,7 +6,7 @@ function iteration(strategy: 'block' | 'shared', durationMs: number | null, ok =
   return {
     index: 0, strategy, repetition: 1, source: 'a', destination: 'b', ok, durationMs, prepareMs: 1, mirrorMs: null,
     qemu: { totalTimeMs: durationMs, downtimeMs, setupTimeMs: 0, ramBytes: 1, diskBytes: 0 },
-    ping: { intervalMs: 10, sent: 100, received: 98, lost: 2, maxGapMs: 50, maxGapStart: null, maxGapEnd: null, maxRttMs: 1 },
+    ping: { intervalMs: 10, sent: 100, received: 98, lost: 2, maxGapMs: 50, maxGapStart: null, maxGapEnd: null, maxRttMs: 1, medianGapMs: 10 },
     verified: { onDestination: ok, sourceGone: ok, diskIntact: ok, answersPing: ok },
     notes: [],
   };
