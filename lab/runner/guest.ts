@@ -1,4 +1,4 @@
-import { randomUUID, randomFillSync, createHash } from 'node:crypto';
+import { randomUUID, randomFillSync } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Strategy } from '../config/scenario.ts';
@@ -153,8 +153,4 @@ async function writeRandom(path: string, bytes: number): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-export function md5(buf: Buffer): string {
-  return createHash('md5').update(buf).digest('hex');
 }

@@ -3,7 +3,7 @@ import { dirname, resolve, join } from 'node:path';
 import { loadScenario, type Scenario, type Strategy } from '../config/scenario.ts';
 import { loadTopology } from '../config/topology.ts';
 import { MigralabError } from '../errors.ts';
-import { planLab, type LabPlan, type NodePlan } from '../provision/plan.ts';
+import { planLab, type NodePlan } from '../provision/plan.ts';
 import { up, down, observerTransport } from '../provision/local.ts';
 import { Ledger } from '../state/ledger.ts';
 import { PingProbe } from '../measure/ping.ts';
@@ -65,6 +65,9 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   if (raised.alreadyUp) step(`lab ${labPlan.lab} is already up`);
   else step(`lab ${labPlan.lab} up in ${(raised.info.upMs / 1000).toFixed(2)} s (${raised.info.environment.accelerator}, NFS client: ${raised.info.nfs.client})`);
   const ledger = await Ledger.open(labPlan.ledgerFile, labPlan.lab);
+  const interrupted = () => {
+    if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
+  };
   const ctx: LabContext = { plan: labPlan, info: raised.info, ledger };
 
   const resultsDir = resolve(opts.resultsDir ?? defaultResultsDir(scenario.name));
@@ -84,6 +87,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
 
   const guests = new Map<Strategy, Guest>();
   try {
+    interrupted(); // Ctrl-C while the lab came up
     scenario.strategies.forEach((strategy, i) =>
       guests.set(
         strategy,
@@ -95,12 +99,16 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     );
     step(`booting ${[...guests.values()].map((g) => `${g.def.name} (${g.def.ip})`).join(', ')} on ${computes[0]!.name}`);
     const tBoot = performance.now();
-    await Promise.all([...guests.values()].map((g) => g.create(computes[0]!)));
+    // allSettled: when one guest fails to boot, the other is still fully started (and then destroyed).
+    const boots = await Promise.allSettled([...guests.values()].map((g) => g.create(computes[0]!)));
+    const bootFailure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
+    if (bootFailure) throw bootFailure.reason;
     step(`guests up in ${((performance.now() - tBoot) / 1000).toFixed(1)} s`);
+    interrupted();
 
     const order = plan(scenario);
     for (const [index, { strategy, repetition }] of order.entries()) {
-      if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
+      interrupted();
       const guest = guests.get(strategy)!;
       const source = guest.current.placement.node;
       const destination = computes.find((n) => n.name !== source.name)!;
@@ -247,4 +255,3 @@ async function dataDisk(ctx: LabContext, p: QemuProcess): Promise<DiskLocation> 
   return { driver: proto.drv, filename: proto.file, onExport: exportRoots.some((root) => path.startsWith(root + '/')) };
 }
 
-export type { LabPlan };
