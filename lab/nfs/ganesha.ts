@@ -67,7 +67,7 @@ export async function startGanesha(
   node: NodeTransport,
   spec: ExportSpec,
   dir: string,
-  hooks: { beforeStart(name: string): Promise<number>; started(slot: number, pid: number): Promise<void> },
+  hooks: { beforeStart(name: string): Promise<unknown>; started(slot: unknown, pid: number): Promise<void> },
 ): Promise<StartedProcess[]> {
   const conf = join(dir, 'ganesha.conf');
   await writeFile(conf, ganeshaConfig(spec));

@@ -198,7 +198,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   const versions: (3 | 4)[] = plan.nfsVersion === 3 ? [3, 4] : [4];
   await startGanesha(server, { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions }, plan.nfsServer.dir, {
     beforeStart: (name) => ledger.record({ kind: 'process', name, node: 'lab' }),
-    started: (slot, pid) => ledger.update(slot, { pid, startTime: processStartTime(pid) }),
+    started: (entry, pid) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid, startTime: processStartTime(pid) }),
   });
 
   const nfs = await detectNfsClient();

@@ -57,6 +57,7 @@ export class QemuProcess implements AsyncDisposable {
     if (started.exitCode !== 0)
       throw new MigralabError('LAB', `QEMU for ${launch.name} on ${node.name} did not start: ${started.stderr.trim() || `exit ${started.exitCode}`}`);
     const pid = Number((await readFile(launch.pidFile, 'utf8')).trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new MigralabError('LAB', `QEMU for ${launch.name} on ${node.name}: no PID in ${launch.pidFile}`);
     await ledger.update(slot, { pid, startTime: processStartTime(pid) });
     try {
       const qmp = await QmpClient.connect(launch.qmpSocket, { timeoutMs: 10_000, retryUntilMs: 10_000 });

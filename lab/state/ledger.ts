@@ -51,17 +51,18 @@ export class Ledger {
     return this.data.resources;
   }
 
-  /** Records a resource (before it is created). Returns its index for later updates. */
-  async record(r: Resource): Promise<number> {
-    this.data.resources.push(r);
+  /** Records a resource (before it is created). Returns the entry itself, the handle for later updates. */
+  async record<K extends Resource['kind']>(r: Extract<Resource, { kind: K }>): Promise<Extract<Resource, { kind: K }>> {
+    const entry = { ...r };
+    this.data.resources.push(entry);
     await this.persist();
-    return this.data.resources.length - 1;
+    return entry;
   }
 
-  async update(index: number, patch: Partial<Resource>): Promise<void> {
-    const cur = this.data.resources[index];
-    if (!cur) throw new Error(`ledger: no entry ${index}`);
-    this.data.resources[index] = { ...cur, ...patch } as Resource;
+  /** Completes an entry (e.g. a process's PID once it exists); stays valid when other entries are forgotten. */
+  async update<R extends Resource>(entry: R, patch: Partial<R>): Promise<void> {
+    if (!this.data.resources.includes(entry)) throw new Error('ledger: update of an entry that is not recorded');
+    Object.assign(entry, patch);
     await this.persist();
   }
 

@@ -77,8 +77,11 @@ describe('failures, interruptions and crashes', () => {
     let log = '';
     child.all!.on('data', (d: Buffer) => (log += d.toString()));
     await until('the first migration', () => log.includes('[1/'), 120_000);
+    // both guests' QEMUs are running (and recorded) when the harness dies
+    await until('two QEMUs in the ledger', async () => (await qemuPids(plan.ledgerFile)).length >= 2, 10_000).catch(async (e) => {
+      throw new Error(`${(e as Error).message}: ${readFileSync(plan.ledgerFile, 'utf8')}\n${log}`);
+    });
     const pids = await allPids(plan.ledgerFile);
-    expect((await qemuPids(plan.ledgerFile)).length).toBeGreaterThanOrEqual(2);
     child.kill('SIGKILL');
     await child;
     expect(existsSync(plan.ledgerFile)).toBe(true);

@@ -14,6 +14,9 @@ describe('state ledger', () => {
       const slot = await l.record({ kind: 'process', name: 'qemu:x', node: 'n' });
       // written before the process exists: no PID yet
       expect(JSON.parse(readFileSync(file, 'utf8')).resources[1]).toEqual({ kind: 'process', name: 'qemu:x', node: 'n' });
+      await l.record({ kind: 'process', name: 'qemu:y', node: 'n' });
+      await l.forget((r) => r.kind === 'process' && r.name === 'qemu:y');
+      // the handle stays valid when other entries go
       await l.update(slot, { pid: 42, startTime: '7' });
       await l.setStatus('up');
       const again = await Ledger.read(file);
