@@ -33,6 +33,13 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
     }
   });
 
+  it('refuses to run without root, saying why, exit 3', async () => {
+    const r = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', 'scripts/migralab.js', 'up', testTopologyFile], { reject: false });
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toMatch(/needs root/);
+    expect(await leftovers(plan)).toEqual([]);
+  });
+
   it('up raises both nodes, the observer and the NFS server', async () => {
     const r = await cli(['up', testTopologyFile, '--json']);
     expect(r.exitCode, r.all).toBe(0);

@@ -11,6 +11,7 @@ let plan: LabPlan;
 let dir: string;
 let results: Results;
 let stdout: string;
+let stderr: string;
 
 /**
  * One real run of test/fixtures/small.yaml through the CLI: the lab is raised by
@@ -24,6 +25,7 @@ describe('block vs shared migration, end to end', () => {
     dir = mkdtempSync(join(tmpdir(), 'mlrun-'));
     const r = await cli(['run', 'test/fixtures/small.yaml', '--results-dir', dir], { timeoutMs: 240_000 });
     stdout = r.stdout;
+    stderr = r.stderr;
     expect(r.exitCode, r.all).toBe(0);
     results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
   }, 300_000);
@@ -101,6 +103,13 @@ describe('block vs shared migration, end to end', () => {
     expect(stdout).toMatch(/shared\s+3\/3/);
     expect(stdout).toMatch(/block\/shared \(ratio of medians\): duration \d+\.\d+x/);
     expect(results.summary!.blockToSharedRatio.durationMs).toBeGreaterThan(0);
+  });
+
+  it('reports progress as plain step lines when not on a TTY', () => {
+    expect(stderr).toMatch(/^\[1\/6\] block #1: controller -> compute1$/m);
+    expect(stderr).toMatch(/^  disk mirror started \(65\.0 MiB\)$/m);
+    expect(stderr).toMatch(/^  RAM copy started/m);
+    expect(stderr).toMatch(/^  ok in [\d.]+ ms, qemu downtime/m);
   });
 
   it('the run took down the lab it raised: nothing is left', async () => {
