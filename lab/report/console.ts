@@ -70,7 +70,7 @@ export function iterationLine(r: IterationResult): string {
   ].join(', ');
 }
 
-function cell(d: Description, unit: 'ms' | 'n'): string {
+function cell(d: Pick<Description, 'n'> & Partial<Description>, unit: 'ms' | 'n'): string {
   if (d.n === 0 || d.median === undefined) return '-';
   const f = (v: number) => (unit === 'ms' ? v.toFixed(1) : String(Math.round(v * 10) / 10));
   return `${f(d.median)} (${f(d.min!)}..${f(d.max!)})`;

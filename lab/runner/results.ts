@@ -1,86 +1,119 @@
-import type { Strategy } from '../config/scenario.ts';
-import type { Environment } from '../provision/environment.ts';
-import { describe, ratio, type Description } from '../measure/stats.ts';
+import { z } from 'zod';
+import { strategies, type Strategy } from '../config/scenario.ts';
+import { describe, ratio } from '../measure/stats.ts';
 
 export const RESULTS_SCHEMA = 'migralab/results';
 export const RESULTS_VERSION = 1;
 
-export interface IterationResult {
-  index: number;
-  strategy: Strategy;
-  repetition: number;
-  source: string;
-  destination: string;
-  ok: boolean;
-  error?: string;
-  /** Where the guest ran after this iteration, and its QMP status. */
-  guestOn?: { node: string; status: string };
-  startedAt?: string;
-  durationMs: number | null;
-  prepareMs: number | null;
-  mirrorMs: number | null;
-  qemu: {
-    totalTimeMs: number | null;
-    downtimeMs: number | null;
-    setupTimeMs: number | null;
-    ramBytes: number | null;
-    diskBytes: number | null;
-  };
-  ping: {
-    intervalMs: number;
-    sent: number | null;
-    received: number | null;
-    lost: number | null;
-    maxGapMs: number | null;
-    maxGapStart: string | null;
-    maxGapEnd: string | null;
-    maxRttMs: number | null;
-    /** The interval ping really kept (median gap between replies): the kernel rounds -i of 10 ms and up to its ticks. */
-    medianGapMs: number | null;
-  };
-  /** The data disk as QEMU itself reports it (query-named-block-nodes) on each side. */
-  disk?: { source?: DiskLocation; destination: DiskLocation };
-  verified: {
-    onDestination: boolean;
-    sourceGone: boolean;
-    diskIntact: boolean;
-    answersPing: boolean;
-  };
-  /** Why a figure is missing, or anything odd seen while measuring. */
-  notes: string[];
-}
+const ms = z.number().nullable();
+const bytes = z.number().int().nonnegative().nullable();
 
-export interface DiskLocation {
+export const environmentSchema = z.object({
+  accelerator: z.enum(['kvm', 'tcg']),
+  acceleratorReason: z.string(),
+  qemuVersion: z.string(),
+  kernel: z.string(),
+  cpuModel: z.string(),
+  cpus: z.number().int(),
+  nfsServer: z.literal('ganesha'),
+  nfsClient: z.enum(['kernel', 'qemu']),
+  nfsClientReason: z.string(),
+  node: z.string(),
+  migralab: z.string(),
+});
+
+export const diskLocationSchema = z.object({
   /** QEMU protocol driver: `file` (local or kernel NFS mount) or `nfs` (QEMU's own NFS client). */
-  driver: string;
-  filename: string;
+  driver: z.string(),
+  filename: z.string(),
   /** The file is the one on the controller's NFS export. */
-  onExport: boolean;
-}
+  onExport: z.boolean(),
+});
 
-export interface StrategySummary {
-  strategy: Strategy;
-  iterations: number;
-  failed: number;
-  durationMs: Description;
-  downtimeMs: Description;
-  maxGapMs: Description;
-  lost: Description;
-}
+export const iterationSchema = z.object({
+  index: z.number().int().nonnegative(),
+  strategy: z.enum(strategies),
+  repetition: z.number().int().positive(),
+  source: z.string(),
+  destination: z.string(),
+  ok: z.boolean(),
+  error: z.string().optional(),
+  /** Where the guest ran after this iteration, and its QMP status. */
+  guestOn: z.object({ node: z.string(), status: z.string() }).optional(),
+  startedAt: z.string().optional(),
+  /** Harness wall time, first migration command to QEMU's `completed` event. */
+  durationMs: ms,
+  /** Destination QEMU start + incoming/NBD setup, before the request. */
+  prepareMs: ms,
+  /** Block only: until every disk mirror was ready. */
+  mirrorMs: ms,
+  qemu: z.object({
+    totalTimeMs: ms,
+    downtimeMs: ms,
+    setupTimeMs: ms,
+    ramBytes: bytes,
+    diskBytes: bytes,
+  }),
+  ping: z.object({
+    intervalMs: z.number(),
+    sent: z.number().int().nullable(),
+    received: z.number().int().nullable(),
+    lost: z.number().int().nullable(),
+    /** The interruption: largest gap between consecutive replies. */
+    maxGapMs: ms,
+    maxGapStart: z.string().nullable(),
+    maxGapEnd: z.string().nullable(),
+    maxRttMs: ms,
+    /** The interval ping really kept (median gap between replies): the kernel rounds -i of 10 ms and up to its ticks. */
+    medianGapMs: ms,
+  }),
+  /** The data disk as QEMU itself reports it (query-named-block-nodes) on each side. */
+  disk: z.object({ source: diskLocationSchema.optional(), destination: diskLocationSchema }).optional(),
+  verified: z.object({
+    onDestination: z.boolean(),
+    sourceGone: z.boolean(),
+    diskIntact: z.boolean(),
+    answersPing: z.boolean(),
+  }),
+  /** Why a figure is missing, or anything odd seen while measuring. */
+  notes: z.array(z.string()),
+});
 
-export interface Results {
-  schema: typeof RESULTS_SCHEMA;
-  version: typeof RESULTS_VERSION;
-  scenario: { file: string; name: string; asRun: unknown };
-  topologyFile: string;
-  lab: string;
-  environment: Environment;
-  startedAt: string;
-  finishedAt?: string;
-  interrupted?: boolean;
-  iterations: IterationResult[];
-  summary?: { strategies: StrategySummary[]; blockToSharedRatio: { durationMs?: number; downtimeMs?: number; maxGapMs?: number } };
-}
+const descriptionSchema = z.object({ n: z.number().int(), median: z.number().optional(), min: z.number().optional(), max: z.number().optional() });
+
+export const strategySummarySchema = z.object({
+  strategy: z.enum(strategies),
+  iterations: z.number().int(),
+  failed: z.number().int(),
+  durationMs: descriptionSchema,
+  downtimeMs: descriptionSchema,
+  maxGapMs: descriptionSchema,
+  lost: descriptionSchema,
+});
+
+export const resultsSchema = z.object({
+  schema: z.literal(RESULTS_SCHEMA),
+  version: z.literal(RESULTS_VERSION),
+  scenario: z.object({ file: z.string(), name: z.string(), asRun: z.unknown() }),
+  topologyFile: z.string(),
+  lab: z.string(),
+  environment: environmentSchema,
+  startedAt: z.string(),
+  finishedAt: z.string().optional(),
+  interrupted: z.boolean().optional(),
+  iterations: z.array(iterationSchema),
+  summary: z
+    .object({
+      strategies: z.array(strategySummarySchema),
+      blockToSharedRatio: z.object({ durationMs: z.number().optional(), downtimeMs: z.number().optional(), maxGapMs: z.number().optional() }),
+    })
+    .optional(),
+});
+
+export type DiskLocation = z.infer<typeof diskLocationSchema>;
+export type IterationResult = z.infer<typeof iterationSchema>;
+export type StrategySummary = z.infer<typeof strategySummarySchema>;
+export type Results = z.infer<typeof resultsSchema>;
 
 export function summarize(iterations: IterationResult[], strategies: readonly Strategy[]): NonNullable<Results['summary']> {
   const per = strategies.map((strategy): StrategySummary => {
