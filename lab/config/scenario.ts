@@ -45,6 +45,30 @@ export const scenarioSchema = z
         intervalMs: z.number({ error: 'expected milliseconds between pings' }).min(1, { error: 'expected at least 1 ms' }).max(1000).default(10),
       })
       .prefault({}),
+    /**
+     * Limits `migralab run` checks after the run (per strategy); a broken one makes the
+     * exit code non-zero. Each applies to the chosen statistic over successful iterations.
+     */
+    thresholds: z
+      .strictObject({
+        /** ping.maxGapMs */
+        maxInterruptionMs: z.number().positive().optional(),
+        /** durationMs */
+        maxDurationMs: z.number().positive().optional(),
+        /** qemu.downtimeMs */
+        maxDowntimeMs: z.number().nonnegative().optional(),
+        /** failed / all iterations of a strategy, 0..1 */
+        maxFailureRate: z.number().min(0).max(1, { error: 'expected a rate between 0 and 1' }).optional(),
+        statistic: z.enum(['max', 'p95', 'p90', 'median'], { error: 'expected max, p95, p90 or median' }).default('max'),
+      })
+      .optional(),
+    /** Defaults for `migralab compare` against a baseline run of this scenario. */
+    compare: z
+      .strictObject({
+        /** A change in a median larger than this (percent of the baseline median) whose 95% interval excludes 0 is a regression. */
+        tolerancePct: z.number().min(0).default(10),
+      })
+      .optional(),
     /** Give up on one migration after this long (it is then cancelled; the guest stays on the source). */
     timeoutSeconds: z.number().positive().default(120),
   })

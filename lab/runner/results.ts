@@ -67,6 +67,19 @@ export const iterationSchema = z.object({
     /** The interval ping really kept (median gap between replies): the kernel rounds -i of 10 ms and up to its ticks. */
     medianGapMs: ms,
   }),
+  /**
+   * The iteration on one clock: t0 is the epoch ms of the migration request; every
+   * offset below is milliseconds after it (negative: before).
+   */
+  timeline: z
+    .object({
+      t0: z.number(),
+      /** [offsetMs, rttMs, icmp_seq] of every ping reply, in arrival order. */
+      ping: z.array(z.tuple([z.number(), z.number().nullable(), z.number().int()])),
+      /** Phase boundaries the harness saw. */
+      marks: z.object({ mirrorReady: z.number().nullable(), completed: z.number().nullable() }),
+    })
+    .optional(),
   /** The data disk as QEMU itself reports it (query-named-block-nodes) on each side. */
   disk: z.object({ source: diskLocationSchema.optional(), destination: diskLocationSchema }).optional(),
   verified: z.object({

@@ -163,6 +163,8 @@ async function iterate(
     notes: [],
   };
   const probe = await guest.writeProbe(index);
+  let requestAt: number | undefined;
+  const marks: { mirrorReady: number | null; completed: number | null } = { mirrorReady: null, completed: null };
   const ping = PingProbe.start({ prefix: [...observerTransport(ctx.plan).prefix], target: guest.def.ip, intervalMs: scenario.ping.intervalMs });
   try {
     await ping.waitForReply(10_000);
@@ -182,6 +184,9 @@ async function iterate(
         onProgress: ev.progress,
         signal: opts.signal,
       });
+      requestAt = figures.startedAt;
+      marks.completed = figures.durationMs;
+      marks.mirrorReady = figures.mirrorMs ?? null;
       r.durationMs = figures.durationMs;
       r.prepareMs = figures.prepareMs;
       r.mirrorMs = figures.mirrorMs ?? null;
@@ -227,6 +232,8 @@ async function iterate(
   } finally {
     const res = await ping.stop();
     const s = res.summary;
+    const t0 = requestAt ?? res.replies[0]?.epochMs ?? Date.now();
+    r.timeline = { t0, ping: res.replies.filter((x) => !x.dup).map((x) => [round3(x.epochMs - t0), x.rttMs ?? null, x.seq]), marks };
     if (res.sentFrom !== 'ping') r.notes.push('ping printed no summary: ping.sent is the highest sequence number seen (a lower bound)');
     r.ping = {
       intervalMs: scenario.ping.intervalMs,
@@ -243,6 +250,11 @@ async function iterate(
       r.notes.push(`ping kept a ${s.medianGapMs.toFixed(1)} ms interval, not the ${scenario.ping.intervalMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`);
   }
   return r;
+}
+
+/** Microsecond resolution is what ping -D gives; more digits would be noise in the file. */
+function round3(v: number): number {
+  return Math.round(v * 1000) / 1000;
 }
 
 /** Where QEMU itself says the data disk is (protocol node under disk0). */
