@@ -52,3 +52,53 @@ describe('ratio', () => {
     expect(ratio(3, NaN)).toBeUndefined();
   });
 });
+
+import { percentile, mean, stddev, stats, bootstrapMedianDiff, seededRandom } from '../../../lab/measure/stats.ts';
+
+describe('percentiles, mean, sd', () => {
+  it('matches numpy (linear interpolation)', () => {
+    const v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    expect(percentile(v, 90)).toBeCloseTo(9.1, 12);
+    expect(percentile(v, 95)).toBeCloseTo(9.55, 12);
+    expect(percentile(v, 50)).toBe(5.5);
+    expect(percentile([7], 95)).toBe(7);
+    expect(mean([2, 4, 4, 4, 5, 5, 7, 9])).toBe(5);
+    expect(stddev([2, 4, 4, 4, 5, 5, 7, 9])).toBeCloseTo(2.138089935299395, 12);
+    expect(stddev([3])).toBeUndefined();
+    expect(stats([null, 1, 3])).toMatchObject({ n: 2, median: 2, min: 1, max: 3, mean: 2 });
+  });
+});
+
+describe('bootstrap interval of a difference of medians', () => {
+  const a = [10, 11, 12, 13, 14, 15, 16, 17];
+  const b = [1, 2, 3, 4, 5, 6, 7, 8];
+  it('is repeatable from its seed and brackets the observed difference', () => {
+    const x = bootstrapMedianDiff(a, b, { seed: 42 })!;
+    const y = bootstrapMedianDiff(a, b, { seed: 42 })!;
+    expect(x).toEqual(y);
+    expect(x.diff).toBe(9);
+    expect(x.low).toBeLessThanOrEqual(9);
+    expect(x.high).toBeGreaterThanOrEqual(9);
+    expect(x.low).toBeGreaterThan(0);
+    expect(x.warning).toBeUndefined();
+  });
+  it('changes with the seed but not by much', () => {
+    const x = bootstrapMedianDiff(a, b, { seed: 1 })!;
+    const y = bootstrapMedianDiff(a, b, { seed: 2 })!;
+    expect(Math.abs(x.low - y.low)).toBeLessThan(2);
+  });
+  it('identical constant groups give a zero-width interval at 0', () => {
+    expect(bootstrapMedianDiff([5, 5, 5, 5, 5], [5, 5, 5, 5, 5])).toMatchObject({ diff: 0, low: 0, high: 0 });
+  });
+  it('warns when there are too few values', () => {
+    expect(bootstrapMedianDiff([1, 2, 3], [4, 5, 6])!.warning).toMatch(/at least 5/);
+    expect(bootstrapMedianDiff([], [1])).toBeUndefined();
+  });
+  it('the PRNG is uniform enough', () => {
+    const r = seededRandom(7);
+    const xs = Array.from({ length: 10000 }, r);
+    expect(Math.min(...xs)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...xs)).toBeLessThan(1);
+    expect(mean(xs)!).toBeCloseTo(0.5, 1);
+  });
+});
