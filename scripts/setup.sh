@@ -11,6 +11,7 @@ packages=(
   nfs-ganesha nfs-ganesha-vfs rpcbind           # user-space NFS server (+ portmapper for NFSv3)
   iputils-ping iproute2 nftables util-linux mount
   dosfstools mtools                             # vfat config drive
+  chromium                                      # the HTML report's browser test (headless)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
