@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'PREREQ' // not root, missing program: exit 3
   | 'LAB' // provisioning or teardown failed: exit 4
   | 'MIGRATION' // a migration failed (guest stays on source): exit 1
+  | 'THRESHOLD' // a scenario threshold did not hold: exit 1
+  | 'REGRESSION' // compare found a regression: exit 1
   | 'INTERRUPTED'; // Ctrl-C: exit 130
 
 export class MigralabError extends Error {
@@ -46,6 +48,8 @@ export const exitCodes: Record<ErrorCode, number> = {
   PREREQ: 3,
   LAB: 4,
   MIGRATION: 1,
+  THRESHOLD: 1,
+  REGRESSION: 1,
   INTERRUPTED: 130,
 };
 

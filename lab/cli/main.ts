@@ -13,7 +13,7 @@ export const defaultScenario = resolve(root, 'scenarios/block-vs-shared.yaml');
 
 type Print = (s: string) => void;
 
-export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'), signal?: AbortSignal): Command {
+export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'), signal?: AbortSignal, stepSummary?: string): Command {
   const log: Print = (s) => process.stderr.write(s + '\n');
   const program = new Command('migralab')
     .description('Raise a two-node lab (controller serves its instances directory over NFS, compute1 is the client) and compare block migration with shared-storage live migration: real QEMU, QMP, namespaces, NFS and ping.')
@@ -87,15 +87,82 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
       try {
         const r = await runScenario({ scenarioFile: file, resultsDir: o.resultsDir, keepLab: o.keepLab, signal, events: rep });
         rep.close();
+        const { formatThresholds } = await import('../report/thresholds.ts');
         if (o.json) print(JSON.stringify(r.results, null, 2));
         else {
           print(summaryTable(r.results));
-          print(`results: ${r.resultsFile}`);
+          if (r.checks.length) print(`\nthresholds:\n${formatThresholds(r.checks)}`);
+          print(`results: ${r.resultsFile} (+ ${r.exports.map((f) => f.split('/').pop()).join(', ')})`);
         }
+        if (stepSummary) {
+          const { readFile, appendFile } = await import('node:fs/promises');
+          await appendFile(stepSummary, await readFile(r.exports.find((f) => f.endsWith('.md'))!, 'utf8'));
+        }
+        const broken = r.checks.filter((c) => !c.held);
         if (r.failed > 0) throw new MigralabError('MIGRATION', `${r.failed} of ${r.results.iterations.length} migrations failed (see ${r.resultsFile})`);
+        if (broken.length > 0) throw new MigralabError('THRESHOLD', `${broken.length} of ${r.checks.length} thresholds did not hold: ${broken.map((c) => c.name).join('; ')}`);
       } finally {
         rep.close();
       }
+    });
+
+  program
+    .command('report')
+    .description('write one self-contained HTML report (opens offline) of one or more results directories, and the CSV/JUnit/Markdown exports of each')
+    .argument('<results...>', 'results directories (or results.json files)')
+    .option('-o, --output <file>', 'HTML file to write (default: report.html in the first results directory)')
+    .option('--no-exports', 'write only the HTML report')
+    .action(async (dirs: string[], o: { output?: string; exports: boolean }) => {
+      const { loadResults } = await import('../report/compare.ts');
+      const { renderHtml } = await import('../report/html.ts');
+      const { writeExports } = await import('../report/exports.ts');
+      const { evaluateThresholds } = await import('../report/thresholds.ts');
+      const { scenarioSchema } = await import('../config/scenario.ts');
+      const { writeFile } = await import('node:fs/promises');
+      const { dirname, join } = await import('node:path');
+      const { statSync } = await import('node:fs');
+      const runs = [];
+      for (const d of dirs) {
+        const results = await loadResults(d);
+        const dir = statSync(d).isDirectory() ? d : dirname(d);
+        runs.push({ path: dir, results });
+        if (o.exports) {
+          const parsed = scenarioSchema.safeParse(results.scenario.asRun);
+          const checks = parsed.success && parsed.data.thresholds && !results.interrupted ? evaluateThresholds(results, parsed.data.thresholds) : [];
+          for (const f of await writeExports(dir, results, checks)) print(`wrote ${f}`);
+        }
+      }
+      const out = resolve(o.output ?? join(runs[0]!.path, 'report.html'));
+      await writeFile(out, renderHtml(runs));
+      print(`wrote ${out}`);
+    });
+
+  program
+    .command('compare')
+    .description('compare two runs: change in median per metric with its 95% bootstrap interval; exit 1 on a regression')
+    .argument('<baseline>', 'baseline results directory (or results.json)')
+    .argument('<current>', 'current results directory (or results.json)')
+    .option('--tolerance <percent>', 'a change in median beyond this percent of the baseline (and outside the interval) is a regression (default: the scenario\'s compare.tolerancePct, else 10)')
+    .option('--seed <n>', 'bootstrap seed', '1')
+    .option('--json', 'machine-readable output')
+    .action(async (baseline: string, current: string, o: { tolerance?: string; seed: string; json?: boolean }) => {
+      const { loadResults, compareResults, formatComparison } = await import('../report/compare.ts');
+      const { scenarioSchema } = await import('../config/scenario.ts');
+      const b = await loadResults(baseline);
+      const c = await loadResults(current);
+      const fromScenario = scenarioSchema.safeParse(c.scenario.asRun);
+      let tolerancePct = fromScenario.success ? (fromScenario.data.compare?.tolerancePct ?? 10) : 10;
+      if (o.tolerance !== undefined) {
+        tolerancePct = Number(o.tolerance);
+        if (!Number.isFinite(tolerancePct) || tolerancePct < 0) throw new MigralabError('USAGE', `--tolerance: expected a percentage >= 0, got "${o.tolerance}"`);
+      }
+      const seed = Number(o.seed);
+      if (!Number.isInteger(seed)) throw new MigralabError('USAGE', `--seed: expected a whole number, got "${o.seed}"`);
+      const cmp = compareResults(b, c, { tolerancePct, seed });
+      if (o.json) print(JSON.stringify(cmp, null, 2));
+      else print(formatComparison(cmp));
+      for (const w of cmp.environmentWarnings) log(`warning: ${w}`);
+      if (cmp.regressions > 0) throw new MigralabError('REGRESSION', `${cmp.regressions} regression(s) beyond ${tolerancePct}% against ${baseline}`);
     });
 
   return program;
@@ -116,7 +183,8 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    await buildProgram(undefined, ac.signal).parseAsync(argv, { from: 'user' });
+    // CI job summaries (GitHub Actions and compatible runners) get the Markdown summary of a run.
+    await buildProgram(undefined, ac.signal, process.env.GITHUB_STEP_SUMMARY || undefined).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;

@@ -11,6 +11,8 @@ import { migrate, MigrationFailed, type MigrationProgress } from '../migrate/dri
 import { instanceDir } from '../migrate/storage.ts';
 import { Guest, type LabContext } from './guest.ts';
 import type { QemuProcess } from '../qemu/instance.ts';
+import { evaluateThresholds, type ThresholdCheck } from '../report/thresholds.ts';
+import { writeExports } from '../report/exports.ts';
 import type { DiskLocation } from './results.ts';
 import { summarize, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from './results.ts';
 
@@ -34,6 +36,9 @@ export interface RunOutcome {
   results: Results;
   resultsFile: string;
   failed: number;
+  /** The scenario's thresholds, checked against this run. */
+  checks: ThresholdCheck[];
+  exports: string[];
 }
 
 /** Interleaved order: block, shared, block, shared, ... */
@@ -131,8 +136,10 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       await down(labPlan);
     }
   }
+  const checks = scenario.thresholds && !results.interrupted ? evaluateThresholds(results, scenario.thresholds) : [];
+  const exports = await writeExports(resultsDir, results, checks);
   if (results.interrupted) throw new MigralabError('INTERRUPTED', `interrupted; partial results in ${resultsFile}`);
-  return { results, resultsFile, failed: results.iterations.filter((i) => !i.ok).length };
+  return { results, resultsFile, failed: results.iterations.filter((i) => !i.ok).length, checks, exports };
 }
 
 async function iterate(

@@ -29,6 +29,15 @@ async function allPids(ledgerFile: string): Promise<number[]> {
   return (l?.resources ?? []).flatMap((r) => (r.kind === 'process' && r.pid ? [r.pid] : []));
 }
 
+/** Starts `migralab run small.yaml` and resolves once its first migration began, with its log so far. */
+async function runUntilFirstMigration() {
+  const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
+  const out = { child, log: '' };
+  child.all!.on('data', (d: Buffer) => (out.log += d.toString()));
+  await until('the first migration', () => out.log.includes('[1/'), 120_000);
+  return out;
+}
+
 describe('failures, interruptions and crashes', () => {
   beforeEach(async () => {
     await cli(['down', testTopologyFile]);
@@ -57,15 +66,12 @@ describe('failures, interruptions and crashes', () => {
 
   it('Ctrl-C during a run stops it, writes partial results, and leaves nothing behind', async () => {
     const plan = await testPlan();
-    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
-    let log = '';
-    child.all!.on('data', (d: Buffer) => (log += d.toString()));
-    await until('the first migration', () => log.includes('[1/'), 120_000);
+    const run = await runUntilFirstMigration();
     const pids = await allPids(plan.ledgerFile);
-    child.kill('SIGINT');
-    const r = await child;
-    expect(r.exitCode, log).toBe(130);
-    expect(log).toMatch(/interrupted/);
+    run.child.kill('SIGINT');
+    const r = await run.child;
+    expect(r.exitCode, run.log).toBe(130);
+    expect(run.log).toMatch(/interrupted/);
     const res: Results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
     expect(res.interrupted).toBe(true);
     expect(await leftovers(plan, pids)).toEqual([]);
@@ -73,10 +79,7 @@ describe('failures, interruptions and crashes', () => {
 
   it('down cleans up after the harness was killed with SIGKILL mid-run', async () => {
     const plan = await testPlan();
-    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
-    let log = '';
-    child.all!.on('data', (d: Buffer) => (log += d.toString()));
-    await until('the first migration', () => log.includes('[1/'), 120_000);
+    const { child, log } = await runUntilFirstMigration();
     // both guests' QEMUs are running (and recorded) when the harness dies
     await until('two QEMUs in the ledger', async () => (await qemuPids(plan.ledgerFile)).length >= 2, 10_000).catch(async (e) => {
       throw new Error(`${(e as Error).message}: ${readFileSync(plan.ledgerFile, 'utf8')}\n${log}`);

@@ -1,0 +1,267 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Strategy } from '../config/scenario.ts';
+import { fieldName } from '../config/load.ts';
+import { MigralabError } from '../errors.ts';
+import { bootstrapMedianDiff, median, present, type DiffInterval } from '../measure/stats.ts';
+import { resultsSchema, type Results } from '../runner/results.ts';
+import { formatValue, groups, metrics, valuesOf, type MetricKey, type MetricUnit, type StrategyGroup } from './metrics.ts';
+
+/**
+ * `regression`/`improvement`: the median moved by more than the tolerance and the 95%
+ * interval of the change excludes 0. `unmeasured`: one side has no value to compare.
+ */
+export type Verdict = 'regression' | 'improvement' | 'same' | 'unmeasured';
+
+export interface MetricComparison {
+  strategy: Strategy;
+  metric: MetricKey;
+  label: string;
+  unit: MetricUnit;
+  baseline: { n: number; median: number | undefined };
+  current: { n: number; median: number | undefined };
+  /** current median - baseline median */
+  change: number | undefined;
+  /** change as a percentage of the baseline median; undefined when that is 0 or missing */
+  changePct: number | undefined;
+  /** 95% bootstrap interval of median(current) - median(baseline) */
+  interval: DiffInterval | undefined;
+  verdict: Verdict;
+  /** Set when a group is too small for the interval to mean much. */
+  warning?: string;
+}
+
+export interface RunIdentity {
+  scenario: string;
+  lab: string;
+  startedAt: string;
+}
+
+export interface StrategyRuns {
+  strategy: Strategy;
+  baseline: { iterations: number; failed: number };
+  current: { iterations: number; failed: number };
+}
+
+export interface Comparison {
+  baseline: RunIdentity;
+  current: RunIdentity;
+  tolerancePct: number;
+  seed: number;
+  /** Strategies that ran in both, in the current run's order. */
+  strategies: StrategyRuns[];
+  /** Per compared strategy, per metric. */
+  rows: MetricComparison[];
+  /** One message per differing environment field, naming both values. */
+  environmentWarnings: string[];
+  /** Other things that make the comparison weaker: strategies on one side only, more failures, other scenario settings. */
+  warnings: string[];
+  regressions: number;
+  improvements: number;
+}
+
+const environmentFields = [
+  ['accelerator', 'accelerator'],
+  ['qemuVersion', 'QEMU version'],
+  ['cpuModel', 'CPU model'],
+  ['kernel', 'kernel'],
+  ['nfsClient', 'NFS client'],
+] as const satisfies readonly (readonly [keyof Results['environment'], string])[];
+
+/** Scenario fields that do not change what is measured. */
+const scenarioFieldsIgnored = new Set(['name', 'description', 'thresholds', 'compare', 'repetitions', 'timeoutSeconds']);
+
+function identity(r: Results): RunIdentity {
+  return { scenario: r.scenario.name, lab: r.lab, startedAt: r.startedAt };
+}
+
+export function environmentDifferences(baseline: Results['environment'], current: Results['environment']): string[] {
+  return environmentFields
+    .filter(([field]) => baseline[field] !== current[field])
+    .map(([field, label]) => `${label} differs: baseline ${baseline[field]}, current ${current[field]}`);
+}
+
+function scenarioDifferences(baseline: Results, current: Results): string[] {
+  const out: string[] = [];
+  if (baseline.scenario.name !== current.scenario.name) out.push(`scenario differs: baseline ${baseline.scenario.name}, current ${current.scenario.name}`);
+  const b = baseline.scenario.asRun;
+  const c = current.scenario.asRun;
+  if (typeof b === 'object' && b !== null && typeof c === 'object' && c !== null) {
+    const keys = [...new Set([...Object.keys(b), ...Object.keys(c)])].filter((k) => !scenarioFieldsIgnored.has(k));
+    const differ = keys.filter((k) => JSON.stringify((b as Record<string, unknown>)[k]) !== JSON.stringify((c as Record<string, unknown>)[k]));
+    if (differ.length > 0) out.push(`scenario settings differ: ${differ.join(', ')}`);
+  }
+  return out;
+}
+
+function compareMetric(strategy: Strategy, b: StrategyGroup, c: StrategyGroup, m: (typeof metrics)[number], tolerancePct: number, seed: number): MetricComparison {
+  const bv = present(valuesOf(b.ok, m));
+  const cv = present(valuesOf(c.ok, m));
+  const bm = median(bv);
+  const cm = median(cv);
+  const interval = bootstrapMedianDiff(cv, bv, { seed });
+  const change = bm !== undefined && cm !== undefined ? cm - bm : undefined;
+  const changePct = change !== undefined && bm !== undefined && bm !== 0 ? (change / Math.abs(bm)) * 100 : undefined;
+  let verdict: Verdict = 'unmeasured';
+  if (change !== undefined && bm !== undefined && interval) {
+    // Every metric is better lower; the tolerance is relative to the baseline median
+    // (so with a baseline median of 0 any change beyond the interval counts).
+    const allowed = (tolerancePct / 100) * Math.abs(bm);
+    if (change > allowed && interval.low > 0) verdict = 'regression';
+    else if (change < -allowed && interval.high < 0) verdict = 'improvement';
+    else verdict = 'same';
+  }
+  const row: MetricComparison = {
+    strategy,
+    metric: m.key,
+    label: m.label,
+    unit: m.unit,
+    baseline: { n: bv.length, median: bm },
+    current: { n: cv.length, median: cm },
+    change,
+    changePct,
+    interval,
+    verdict,
+  };
+  if (interval?.warning) row.warning = interval.warning;
+  return row;
+}
+
+/**
+ * Per strategy in both runs and per metric: the change of the median over successful
+ * iterations, its 95% bootstrap interval (current - baseline), and a verdict against
+ * `tolerancePct` percent of the baseline median.
+ */
+export function compareResults(baseline: Results, current: Results, opts: { tolerancePct: number; seed?: number }): Comparison {
+  const seed = opts.seed ?? 1;
+  const bGroups = groups(baseline).filter((g) => g.iterations.length > 0);
+  const cGroups = groups(current).filter((g) => g.iterations.length > 0);
+  const warnings = scenarioDifferences(baseline, current);
+  for (const g of bGroups)
+    if (!cGroups.some((c) => c.strategy === g.strategy)) warnings.push(`${g.strategy}: only in the baseline, not compared`);
+  for (const g of cGroups)
+    if (!bGroups.some((b) => b.strategy === g.strategy)) warnings.push(`${g.strategy}: only in the current run, not compared`);
+
+  const strategies: StrategyRuns[] = [];
+  const rows: MetricComparison[] = [];
+  for (const c of cGroups) {
+    const b = bGroups.find((g) => g.strategy === c.strategy);
+    if (!b) continue;
+    const runs: StrategyRuns = {
+      strategy: c.strategy,
+      baseline: { iterations: b.iterations.length, failed: b.iterations.length - b.ok.length },
+      current: { iterations: c.iterations.length, failed: c.iterations.length - c.ok.length },
+    };
+    strategies.push(runs);
+    if (runs.current.failed / runs.current.iterations > runs.baseline.failed / runs.baseline.iterations)
+      warnings.push(
+        `${c.strategy}: ${runs.current.failed}/${runs.current.iterations} iterations failed in the current run (baseline ${runs.baseline.failed}/${runs.baseline.iterations})`,
+      );
+    for (const m of metrics) rows.push(compareMetric(c.strategy, b, c, m, opts.tolerancePct, seed));
+  }
+  return {
+    baseline: identity(baseline),
+    current: identity(current),
+    tolerancePct: opts.tolerancePct,
+    seed,
+    strategies,
+    rows,
+    environmentWarnings: environmentDifferences(baseline.environment, current.environment),
+    warnings,
+    regressions: rows.filter((r) => r.verdict === 'regression').length,
+    improvements: rows.filter((r) => r.verdict === 'improvement').length,
+  };
+}
+
+function signed(v: number | undefined, unit: MetricUnit): string {
+  if (v === undefined) return '-';
+  const s = formatValue(v, unit);
+  return v > 0 ? `+${s}` : s;
+}
+
+function changeCell(r: MetricComparison): string {
+  if (r.change === undefined) return '-';
+  const pct = r.changePct === undefined ? '' : ` (${r.changePct > 0 ? '+' : ''}${r.changePct.toFixed(1)}%)`;
+  return `${signed(r.change, r.unit)}${pct}`;
+}
+
+function intervalCell(r: MetricComparison): string {
+  if (!r.interval) return '-';
+  const f = (v: number) => {
+    const s = r.unit === 'ms' ? v.toFixed(1) : String(Math.round(v * 10) / 10);
+    return v > 0 ? `+${s}` : s;
+  };
+  return `[${f(r.interval.low)}, ${f(r.interval.high)}]${r.warning ? ' *' : ''}`;
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  ').trimEnd());
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return lines;
+}
+
+/** The comparison as a console table, followed by warnings and the verdict count. */
+export function formatComparison(c: Comparison): string {
+  const lines = [
+    `baseline: ${c.baseline.scenario} on ${c.baseline.lab}, started ${c.baseline.startedAt}`,
+    `current:  ${c.current.scenario} on ${c.current.lab}, started ${c.current.startedAt}`,
+    '',
+  ];
+  if (c.rows.length > 0) {
+    const header = ['strategy', 'metric', 'ok/runs', 'baseline', 'current', 'change', '95% interval', 'verdict'];
+    const body = c.rows.map((r) => {
+      const runs = c.strategies.find((s) => s.strategy === r.strategy)!;
+      const ok = (x: { iterations: number; failed: number }) => `${x.iterations - x.failed}/${x.iterations}`;
+      return [
+        r.strategy,
+        r.label,
+        `${ok(runs.baseline)} -> ${ok(runs.current)}`,
+        formatValue(r.baseline.median, r.unit),
+        formatValue(r.current.median, r.unit),
+        changeCell(r),
+        intervalCell(r),
+        r.verdict === 'same' ? 'same' : r.verdict.toUpperCase(),
+      ];
+    });
+    lines.push(...table([header, ...body]));
+    lines.push(`medians over successful iterations; change = current - baseline; tolerance ${c.tolerancePct}% of the baseline median`);
+    const small = [...new Set(c.rows.filter((r) => r.warning).map((r) => `${r.strategy}: ${r.warning}`))];
+    for (const w of small) lines.push(`* ${w}`);
+  } else lines.push('no strategy ran in both runs: nothing to compare');
+  for (const w of c.environmentWarnings) lines.push(`warning: environment: ${w}`);
+  for (const w of c.warnings) lines.push(`warning: ${w}`);
+  lines.push('', c.regressions === 0 ? `no regression (${c.improvements} improved)` : `${c.regressions} regression${c.regressions === 1 ? '' : 's'} (${c.improvements} improved)`);
+  return lines.join('\n');
+}
+
+/** Reads a results directory (its results.json) or a results.json file. */
+export async function loadResults(path: string): Promise<Results> {
+  let file = path;
+  try {
+    if ((await stat(path)).isDirectory()) file = join(path, 'results.json');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MigralabError('CONFIG', `${path}: cannot read (${code === 'ENOENT' ? 'no such file or directory' : code})`);
+  }
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new MigralabError('CONFIG', `${file}: cannot read (${code === 'ENOENT' ? 'no results.json there' : code})`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new MigralabError('CONFIG', `${file}: not a migralab results.json: (document): invalid JSON: ${(e as Error).message}`);
+  }
+  const parsed = resultsSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const more = parsed.error.issues.length > 1 ? ` (and ${parsed.error.issues.length - 1} more)` : '';
+    throw new MigralabError('CONFIG', `${file}: not a migralab results.json: ${fieldName(issue.path) || '(document)'}: ${issue.message}${more}`);
+  }
+  return parsed.data;
+}

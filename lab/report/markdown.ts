@@ -1,0 +1,143 @@
+import type { Results } from '../runner/results.ts';
+import type { DiffInterval, Stats } from '../measure/stats.ts';
+import type { ThresholdCheck } from './thresholds.ts';
+import { blockMinusShared, metrics, strategyStats, type MetricUnit } from './metrics.ts';
+
+/**
+ * Markdown summary for a CI job summary (`$GITHUB_STEP_SUMMARY`, GitHub-flavoured
+ * Markdown): title, iteration counts, one statistics table (metric × strategy),
+ * block − shared differences of medians with their bootstrap intervals, thresholds,
+ * failed iterations, environment. Statistics are over successful iterations, as
+ * everywhere else. Milliseconds are shown with one decimal, counts as whole numbers
+ * (one decimal when a statistic of counts is not whole); a statistic that is not
+ * defined (no values, sd of one value) is `–`, never 0.
+ */
+
+const DASH = '–';
+
+/** A number for reading; `–` when there is none. */
+export function formatNumber(v: number | null | undefined, unit: MetricUnit, signed = false): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return DASH;
+  let s = unit === 'ms' || !Number.isInteger(v) ? v.toFixed(1) : String(v);
+  if (/^-0(\.0)?$/.test(s)) s = s.slice(1); // no "-0.0" for a tiny negative
+  return signed && !s.startsWith('-') && Number(s) !== 0 ? `+${s}` : s;
+}
+
+/**
+ * Text from the run (errors, notes, names, reasons) made inert: HTML and Markdown
+ * punctuation escaped, line breaks folded to spaces (a table cell is one line),
+ * control characters replaced.
+ */
+export function mdText(s: string): string {
+  return s
+    .replace(/\r\n|[\r\n]/g, ' ')
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '\uFFFD')
+    .replace(/[\\`*_[\]|~#!]/g, (c) => `\\${c}`)
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;');
+}
+
+const unitLabel = (unit: MetricUnit) => (unit === 'ms' ? ' (ms)' : '');
+const statColumns = ['median', 'p90', 'p95', 'min', 'max', 'mean', 'sd'] as const satisfies readonly (keyof Stats)[];
+
+function table(head: string[], rows: string[][], align: ('l' | 'r')[]): string[] {
+  return [`| ${head.join(' | ')} |`, `|${align.map((a) => (a === 'r' ? ' ---: ' : ' --- ')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
+}
+
+function differenceRow(label: string, unit: MetricUnit, d: DiffInterval | undefined): string[] {
+  if (!d) return [label, DASH, DASH];
+  return [label, formatNumber(d.diff, unit, true), `[${formatNumber(d.low, unit, true)}, ${formatNumber(d.high, unit, true)}]`];
+}
+
+export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): string {
+  const per = strategyStats(results);
+  const failedIts = results.iterations.filter((i) => !i.ok);
+  const broken = checks.filter((c) => !c.held);
+  const out: string[] = [];
+
+  const verdict = failedIts.length > 0 || broken.length > 0 ? '❌' : results.interrupted ? '⚠️' : '✅';
+  out.push(`# ${verdict} migralab: ${mdText(results.scenario.name)}`, '');
+  if (results.interrupted)
+    out.push('> [!WARNING]', '> **Interrupted**: the run was stopped before every iteration had run; the figures cover only the iterations that did.', '');
+  out.push(`Scenario file ${mdText(results.scenario.file)}, started ${mdText(results.startedAt)}${results.finishedAt ? `, finished ${mdText(results.finishedAt)}` : ''}.`, '');
+  out.push(
+    per.length === 0
+      ? 'No iterations.'
+      : per.map((p) => `**${p.strategy}**: ${p.iterations - p.failed}/${p.iterations} iterations succeeded`).join(' · '),
+    '',
+  );
+
+  // statistics
+  out.push('## Statistics', '');
+  const statRows: string[][] = [];
+  for (const m of metrics)
+    for (const p of per) {
+      const s = p.stats[m.key];
+      statRows.push([`${m.label}${unitLabel(m.unit)}`, p.strategy, ...statColumns.map((c) => formatNumber(s[c], m.unit)), String(s.n)]);
+    }
+  out.push(...table(['metric', 'strategy', ...statColumns, 'n'], statRows, ['l', 'l', ...statColumns.map(() => 'r' as const), 'r']), '');
+  out.push(`Over successful iterations; p90/p95 interpolate linearly, sd is the sample standard deviation; ${DASH} where a statistic is undefined.`, '');
+
+  // block − shared
+  const strategiesRun = new Set(per.map((p) => p.strategy));
+  if (strategiesRun.has('block') && strategiesRun.has('shared')) {
+    const diffs = blockMinusShared(results);
+    const sample = Object.values(diffs).find((d) => d !== undefined);
+    const level = sample ? `${Math.round(sample.level * 1000) / 10}%` : '95%';
+    out.push('## block − shared', '');
+    out.push(...table(['metric', 'block − shared (median)', `${level} interval`], metrics.map((m) => differenceRow(`${m.label}${unitLabel(m.unit)}`, m.unit, diffs[m.key])), ['l', 'r', 'r']), '');
+    out.push(
+      sample
+        ? `Difference of medians; percentile bootstrap interval from ${sample.resamples} resamples (seed ${sample.seed}). Positive: block is higher.`
+        : 'Nothing to compare: a strategy has no successful iteration.',
+      '',
+    );
+    // the same warning for several metrics is said once
+    const warnings = new Map<string, string[]>();
+    for (const m of metrics) {
+      const w = diffs[m.key]?.warning;
+      if (w) warnings.set(w, [...(warnings.get(w) ?? []), m.label]);
+    }
+    for (const [w, labels] of warnings) out.push(`> ⚠️ ${labels.join(', ')}: ${mdText(w)}`, '');
+  }
+
+  // thresholds
+  if (checks.length > 0) {
+    out.push('## Thresholds', '');
+    for (const c of checks) out.push(`- ${c.held ? '✅' : '❌'} ${mdText(c.name)}: ${mdText(c.reason)}`);
+    out.push('', broken.length === 0 ? `All ${checks.length} thresholds held.` : `${broken.length} of ${checks.length} thresholds broken.`, '');
+  }
+
+  // failures
+  if (failedIts.length > 0) {
+    out.push(`## Failed iterations (${failedIts.length})`, '');
+    for (const i of failedIts) {
+      const where = i.guestOn ? ` (guest on ${mdText(i.guestOn.node)}, ${mdText(i.guestOn.status)})` : '';
+      const notes = i.notes.length > 0 ? ` — notes: ${i.notes.map(mdText).join('; ')}` : '';
+      out.push(`- ❌ **${i.strategy} #${i.repetition}** ${mdText(i.source)} → ${mdText(i.destination)}: ${mdText(i.error ?? 'failed')}${where}${notes}`);
+    }
+    out.push('');
+  }
+
+  // environment
+  const env = results.environment;
+  out.push('## Environment', '');
+  out.push(
+    ...table(
+      ['', ''],
+      [
+        ['accelerator', `${mdText(env.accelerator)} (${mdText(env.acceleratorReason)})`],
+        ['QEMU', mdText(env.qemuVersion)],
+        ['kernel', mdText(env.kernel)],
+        ['CPU', `${env.cpus}× ${mdText(env.cpuModel)}`],
+        ['NFS', `${mdText(env.nfsServer)} server, ${mdText(env.nfsClient)} client (${mdText(env.nfsClientReason)})`],
+        ['Node.js', mdText(env.node)],
+        ['migralab', mdText(env.migralab)],
+        ['interrupted', results.interrupted ? 'yes' : 'no'],
+      ],
+      ['l', 'l'],
+    ),
+  );
+  return out.join('\n') + '\n';
+}

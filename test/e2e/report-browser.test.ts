@@ -1,0 +1,226 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { distributionMetrics, writeReport } from '../../lab/report/html.ts';
+import { groups, metricOf, metrics, valuesOf } from '../../lab/report/metrics.ts';
+import { stats } from '../../lab/measure/stats.ts';
+import { resultsSchema, type Results } from '../../lab/runner/results.ts';
+
+const fixture = 'test/fixtures/results/small.results.json';
+/** The same scenario run before iterations kept their ping replies: no timelines. */
+const olderFixture = 'test/fixtures/results/small-no-timeline.results.json';
+const chromiumPath = '/usr/bin/chromium';
+const screenshot = resolve('test-artifacts/report.png');
+
+/*
+ * The page functions below run in the browser; the project compiles without the DOM
+ * library, so they see the page through these few shapes.
+ */
+interface PageElement {
+  id: string;
+  dataset: Record<string, string | undefined>;
+  textContent: string | null;
+}
+interface PageCanvas extends PageElement {
+  width: number;
+  height: number;
+  getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } } | null;
+}
+interface PageChart {
+  data: { datasets: { migralab?: string; data: { y: number }[] }[] };
+  getDatasetMeta(k: number): { data: unknown[] };
+}
+type PageGlobal = { Chart: { getChart(c: PageCanvas): PageChart } };
+
+/** What the page says about one canvas: its size and how many of its pixels are ink, and how many are coloured (data, not axes or text). */
+interface CanvasInk {
+  id: string;
+  kind: string;
+  width: number;
+  height: number;
+  inked: number;
+  coloured: number;
+}
+
+/** The fixture report, opened from a file:// URL in Debian's chromium with no network to reach. */
+describe('HTML report in a real browser', () => {
+  let tmp: string;
+  let results: Results;
+  let htmlFile: string;
+  let context: BrowserContext | undefined;
+  let page: Page;
+  const requests: string[] = [];
+  const consoleErrors: string[] = [];
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    expect(existsSync(chromiumPath), `${chromiumPath} (Debian's chromium package) is needed`).toBe(true);
+    tmp = mkdtempSync(join(tmpdir(), 'mlhtml-'));
+    const runDir = join(tmp, 'run');
+    mkdirSync(runDir);
+    copyFileSync(fixture, join(runDir, 'results.json'));
+    results = resultsSchema.parse(JSON.parse(readFileSync(fixture, 'utf8')));
+    htmlFile = await writeReport([runDir], join(tmp, 'out', 'report.html'));
+
+    context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
+      executablePath: chromiumPath,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1400, height: 1000 },
+      deviceScaleFactor: 1,
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    await page.goto(pathToFileURL(htmlFile).href, { waitUntil: 'load' });
+    await page.waitForSelector('body[data-charts="ready"]', { timeout: 15_000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      await context?.close();
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('loads with no console error, no page error, and no request but the file itself', () => {
+    expect(pageErrors).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+    expect(requests).toEqual([pathToFileURL(htmlFile).href]);
+  });
+
+  it('draws ink, and coloured data, on every chart canvas', async () => {
+    const canvases: CanvasInk[] = await page.$$eval('canvas', (els) =>
+      (els as unknown as PageCanvas[]).map((c) => {
+        const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        let inked = 0;
+        let coloured = 0;
+        for (let k = 0; k < px.length; k += 4) {
+          const [r, g, b, a] = [px[k]!, px[k + 1]!, px[k + 2]!, px[k + 3]!];
+          if (a < 64) continue;
+          inked++;
+          if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
+        }
+        return { id: c.id, kind: c.dataset.kind ?? '', width: c.width, height: c.height, inked, coloured };
+      }),
+    );
+    const withTimeline = results.iterations.filter((i) => i.timeline).length;
+    expect(canvases).toHaveLength(distributionMetrics.length + withTimeline);
+    for (const c of canvases) {
+      expect(c.width * c.height, c.id).toBeGreaterThan(100 * 100);
+      expect(c.inked, `${c.id}: ink`).toBeGreaterThan(500);
+      expect(c.coloured, `${c.id}: coloured data pixels`).toBeGreaterThan(c.kind === 'timeline' ? 300 : 100);
+    }
+  });
+
+  it('plots one point per successful repetition on each distribution, and one timeline per iteration', async () => {
+    const drawn: Record<string, { points: number; medians: number[] }> = await page.$$eval('canvas[data-kind="distribution"]', (els) => {
+      const Chart = (globalThis as unknown as PageGlobal).Chart;
+      return Object.fromEntries(
+        (els as unknown as PageCanvas[]).map((c) => {
+          const chart = Chart.getChart(c);
+          let points = 0;
+          const medians: number[] = [];
+          chart.data.datasets.forEach((d, k) => {
+            if (d.migralab === 'points') points += chart.getDatasetMeta(k).data.length;
+            if (d.migralab === 'median') medians.push(d.data[0]!.y);
+          });
+          return [c.dataset.metric!, { points, medians }];
+        }),
+      );
+    });
+    for (const key of distributionMetrics) {
+      const m = metricOf(key);
+      const gs = groups(results);
+      const expected = gs.flatMap((g) => g.ok).filter((i) => typeof m.get(i) === 'number').length;
+      expect(drawn[key]!.points, key).toBe(expected);
+      expect(drawn[key]!.medians, key).toEqual(gs.map((g) => stats(valuesOf(g.ok, m)).median));
+    }
+    expect(results.iterations.every((i) => i.ok)).toBe(true);
+    expect(drawn.durationMs!.points).toBe(results.iterations.length);
+
+    const timelines: { iteration: number; points: number }[] = await page.$$eval('canvas[data-kind="timeline"]', (els) => {
+      const Chart = (globalThis as unknown as PageGlobal).Chart;
+      return (els as unknown as PageCanvas[]).map((c) => ({ iteration: Number(c.dataset.iteration), points: Chart.getChart(c).getDatasetMeta(0).data.length }));
+    });
+    expect(timelines.map((t) => t.iteration)).toEqual(results.iterations.map((i) => i.index));
+    for (const t of timelines) {
+      const it = results.iterations[t.iteration]!;
+      expect(t.points).toBe(it.timeline!.ping.filter(([, rtt]) => rtt !== null).length);
+    }
+  });
+
+  it('shows, in the summary table, the statistics stats() computes from results.json', async () => {
+    const cells: { metric: string; strategy: string; stat: string; value: string | null; text: string }[] = await page.$$eval('table.summary [data-stat]', (els) =>
+      (els as unknown as PageElement[]).map((e) => ({ metric: e.dataset.metric!, strategy: e.dataset.strategy!, stat: e.dataset.stat!, value: e.dataset.value ?? null, text: e.textContent!.trim() })),
+    );
+    let checked = 0;
+    for (const g of groups(results))
+      for (const m of metrics) {
+        const s = stats(valuesOf(g.ok, m));
+        for (const stat of ['median', 'p95', 'min', 'max'] as const) {
+          const cell = cells.find((c) => c.metric === m.key && c.strategy === g.strategy && c.stat === stat);
+          expect(cell, `${g.strategy} ${m.key} ${stat}`).toBeDefined();
+          expect(Number(cell!.value), `${g.strategy} ${m.key} ${stat}`).toBe(s[stat]);
+          if (m.unit === 'ms') expect(cell!.text).toBe(s[stat]!.toFixed(1));
+          checked++;
+        }
+      }
+    expect(checked).toBe(2 * metrics.length * 4);
+    // The difference of medians, with its interval, and the warning three repetitions deserve.
+    const diff = cells.find((c) => c.metric === 'durationMs' && c.strategy === 'block-shared' && c.stat === 'diff')!;
+    const medianOf = (strategy: string) => stats(valuesOf(groups(results).find((g) => g.strategy === strategy)!.ok, metricOf('durationMs'))).median!;
+    expect(Number(diff.value)).toBeCloseTo(medianOf('block') - medianOf('shared'), 9);
+    expect(await page.locator('table.summary .warn').count()).toBe(metrics.length);
+  });
+
+  it('shows the environment fingerprint and the scenario as run', async () => {
+    expect(await page.locator('[data-env="qemuVersion"]').textContent()).toBe(results.environment.qemuVersion);
+    expect(await page.locator('[data-env="accelerator"]').textContent()).toBe(results.environment.accelerator);
+    expect(JSON.parse((await page.locator('pre.scenario').textContent())!)).toEqual(results.scenario.asRun);
+  });
+
+  it('gives two runs (one from before timelines were kept) a section each and a table of their medians', async () => {
+    const other = resultsSchema.parse(JSON.parse(readFileSync(olderFixture, 'utf8')));
+    const dirs = [join(tmp, 'run'), join(tmp, 'older')];
+    mkdirSync(dirs[1]!);
+    copyFileSync(olderFixture, join(dirs[1]!, 'results.json'));
+    const file = await writeReport(dirs, join(tmp, 'out', 'two.html'));
+    const p = await context!.newPage();
+    const errors: string[] = [];
+    const seen: string[] = [];
+    p.on('request', (r) => seen.push(r.url()));
+    p.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    p.on('pageerror', (e) => errors.push(String(e)));
+    try {
+      await p.goto(pathToFileURL(file).href, { waitUntil: 'load' });
+      await p.waitForSelector('body[data-charts="ready"]', { timeout: 15_000 });
+      expect(errors).toEqual([]);
+      expect(seen).toEqual([pathToFileURL(file).href]);
+      expect(await p.locator('section.run').count()).toBe(2);
+      expect(await p.locator('canvas[data-kind="distribution"]').count()).toBe(2 * distributionMetrics.length);
+      expect(await p.locator('canvas[data-kind="timeline"]').count()).toBe(results.iterations.length);
+      expect(await p.locator('#run-1 figure.timeline.missing').count()).toBe(other.iterations.length);
+      for (const [k, r] of [results, other].entries())
+        for (const g of groups(r)) {
+          const v = await p.locator(`.overview-table [data-run="run-${k}"][data-metric="durationMs"][data-strategy="${g.strategy}"]`).getAttribute('data-value');
+          expect(Number(v)).toBe(stats(valuesOf(g.ok, metricOf('durationMs'))).median);
+        }
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('saves a full-page screenshot', async () => {
+    mkdirSync(resolve('test-artifacts'), { recursive: true });
+    await page.screenshot({ path: screenshot, fullPage: true });
+    expect(readFileSync(screenshot).subarray(1, 4).toString()).toBe('PNG');
+  });
+});
