@@ -12,6 +12,7 @@ packages=(
   iputils-ping iproute2 nftables util-linux mount
   dosfstools mtools                             # vfat config drive
   chromium                                      # the HTML report's browser test (headless)
+  gcc libc6-dev                                 # the guest's static probe and load programs
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseSize } from './size.ts';
 import { loadConfigFile } from './load.ts';
+import { settingsSchema, leaves, axisPaths, type AxisPath } from './settings.ts';
 
 const size = (what: string, minBytes: number) =>
   z
@@ -69,10 +70,27 @@ export const scenarioSchema = z
         tolerancePct: z.number().min(0).default(10),
       })
       .optional(),
+    // Per-cell settings (link conditions, guest workload, tunables, mirror mode): base values.
+    ...settingsSchema.shape,
+    /**
+     * Matrix axes: a dotted settings path and its values, e.g. `link.rate: [unlimited, 100Mbit]`.
+     * The runner runs every combination x every strategy, repetitions interleaved.
+     */
+    axes: z.record(z.string(), z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' })).default({}),
     /** Give up on one migration after this long (it is then cancelled; the guest stays on the source). */
     timeoutSeconds: z.number().positive().default(120),
   })
   .superRefine((s, ctx) => {
+    for (const [path, values] of Object.entries(s.axes)) {
+      if (!(axisPaths as string[]).includes(path)) {
+        ctx.addIssue({ code: 'custom', path: ['axes', path], message: `expected one of ${axisPaths.join(', ')}` });
+        continue;
+      }
+      values.forEach((v, i) => {
+        const r = leaves[path as AxisPath].safeParse(v);
+        if (!r.success) ctx.addIssue({ code: 'custom', path: ['axes', path, i], message: r.error.issues[0]?.message ?? 'invalid value' });
+      });
+    }
     if (s.guest.diskData > s.guest.disk - 8 * 1024 ** 2)
       ctx.addIssue({ code: 'custom', path: ['guest', 'diskData'], message: 'expected at most the disk size minus 8MiB (the probe area)' });
   });

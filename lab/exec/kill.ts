@@ -35,3 +35,14 @@ export async function terminate(pid: number, { graceMs = 500, startTime }: { gra
 }
 
 export { alive as processAlive };
+
+/** CPU time (user + system) a process has used so far, ms; undefined when it is gone. */
+export function processCpuMs(pid: number, ticksPerSecond = 100): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSecond;
+  } catch {
+    return undefined;
+  }
+}

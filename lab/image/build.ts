@@ -1,12 +1,14 @@
 /**
  * Builds the guest image from the host's own Debian packages: the kernel from
  * linux-image-amd64 and an initramfs around busybox-static plus the virtio/vfat
- * modules. Content-addressed cache: `<cacheDir>/<sha256>/{vmlinuz,initrd.img}`.
+ * modules and migralab's own guest programs (`guest-programs/*.c`, compiled static
+ * with the host's gcc). Content-addressed cache: `<cacheDir>/<sha256>/{vmlinuz,initrd.img}`.
  */
 import { createHash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { access, chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { MigralabError } from '../errors.ts';
@@ -15,7 +17,19 @@ import { CONSOLE_TTY, MODULE_LIST_PATH, PROBE_CMDLINE_FLAG, initScript } from '.
 import { GUEST_MODULES, parseModulesBuiltin, parseModulesDep, resolveModules } from './modules.ts';
 
 /** Bump when the image layout changes in a way the hashed inputs do not capture. */
-export const IMAGE_FORMAT_VERSION = 'migralab-guest-image/1';
+export const IMAGE_FORMAT_VERSION = 'migralab-guest-image/2';
+
+/**
+ * Static C programs compiled on the host and installed in the guest as `/bin/<name>`:
+ * mlload (paced memory/disk load, lab/guest/workload.ts) and mlprobe (pause probe and
+ * guest clock reads, lab/guest/probe.ts).
+ */
+export const GUEST_PROGRAMS = ['mlload', 'mlprobe'] as const;
+export type GuestProgram = (typeof GUEST_PROGRAMS)[number];
+const GUEST_PROGRAM_DIR = fileURLToPath(new URL('./guest-programs/', import.meta.url));
+/** Part of the cache key: a change of flags rebuilds the image. */
+const GCC_FLAGS = ['-static', '-O2', '-s', '-Wall', '-Wextra', '-std=gnu11'];
+const GCC_PACKAGES = 'install the Debian packages gcc libc6-dev';
 
 export interface GuestImage {
   /** Path of the kernel copy inside the cache entry. */
@@ -38,6 +52,8 @@ export interface BuildOptions {
   bootDir?: string;
   modulesRoot?: string;
   busybox?: string;
+  /** C compiler for the guest programs; default 'gcc'. */
+  gcc?: string;
 }
 
 const BUSYBOX_CANDIDATES = ['/usr/bin/busybox', '/bin/busybox'];
@@ -131,6 +147,47 @@ async function findBusybox(opts: BuildOptions): Promise<{ path: string; data: Bu
   throw new MigralabError('PREREQ', `busybox not found (${candidates.join(', ')}): install the Debian package busybox-static`);
 }
 
+interface Toolchain {
+  gcc: string;
+  /** `gcc --version` output: part of the cache key. */
+  version: string;
+  /** The static C library gcc links with -static; its bytes are part of the cache key. */
+  libcA: { path: string; data: Buffer };
+}
+
+/** Finds gcc and its static libc, or says which Debian packages are missing. */
+async function findToolchain(opts: BuildOptions): Promise<Toolchain> {
+  const gcc = opts.gcc ?? 'gcc';
+  const v = await execa(gcc, ['--version'], { reject: false, timeout: 30_000 });
+  if (v.failed) {
+    const why = v.code === 'ENOENT' ? 'not found' : `failed (${v.stderr || v.exitCode})`;
+    throw new MigralabError('PREREQ', `${gcc} ${why}: the guest programs are compiled on this host: ${GCC_PACKAGES}`);
+  }
+  const lib = await execa(gcc, ['-print-file-name=libc.a'], { reject: false, timeout: 30_000 });
+  const libPath = lib.stdout.trim();
+  // gcc prints the bare name back when it has no such file in its search path
+  if (lib.failed || !path.isAbsolute(libPath) || !(await exists(libPath))) {
+    throw new MigralabError('PREREQ', `${gcc} has no static C library (libc.a) for -static: ${GCC_PACKAGES}`);
+  }
+  return { gcc, version: v.stdout, libcA: { path: libPath, data: await readFile(libPath) } };
+}
+
+async function compileProgram(tc: Toolchain, name: GuestProgram, source: string, outDir: string): Promise<Buffer> {
+  const out = path.join(outDir, name);
+  const r = await execa(tc.gcc, [...GCC_FLAGS, '-o', out, source], { reject: false, timeout: 120_000, all: true });
+  if (r.failed) {
+    const log = String(r.all ?? '').trim().split('\n').slice(-5).join(' | ');
+    const missing = /cannot find -l|No such file or directory|fatal error: .*\.h/.test(log);
+    throw new MigralabError(
+      missing ? 'PREREQ' : 'LAB',
+      `compiling ${source} with ${tc.gcc} failed${missing ? ` (${GCC_PACKAGES})` : ''}: ${log || `exit ${r.exitCode}`}`,
+    );
+  }
+  const data = await readFile(out);
+  if (isDynamicElf(data)) throw new MigralabError('PREREQ', `${tc.gcc} -static produced a dynamic ${name}: ${GCC_PACKAGES}`);
+  return data;
+}
+
 async function loadModule(file: string): Promise<Buffer> {
   if (file.endsWith('.ko')) return readFile(file);
   if (file.endsWith('.ko.gz')) return gunzipSync(await readFile(file));
@@ -172,6 +229,12 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
   const builtin = parseModulesBuiltin(await readFile(path.join(modDir, 'modules.builtin'), 'utf8').catch(() => ''));
   const moduleFiles = resolveModules(parseModulesDep(depText), GUEST_MODULES, builtin);
   const busybox = await findBusybox(opts);
+  const toolchain = await findToolchain(opts);
+  const programs: { name: GuestProgram; source: string; text: Buffer }[] = [];
+  for (const name of GUEST_PROGRAMS) {
+    const source = path.join(GUEST_PROGRAM_DIR, `${name}.c`);
+    programs.push({ name, source, text: await readFile(source) });
+  }
   const init = initScript();
 
   progress(`hashing kernel ${version}, busybox and ${moduleFiles.length} modules`);
@@ -193,6 +256,10 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
     field(`module ${rel}`, data);
   }
   field('init', init);
+  field('gcc-version', toolchain.version);
+  field('gcc-flags', GCC_FLAGS.join(' '));
+  field('libc.a', toolchain.libcA.data);
+  for (const p of programs) field(`program ${p.name}`, p.text);
   const hash = h.digest('hex');
 
   const finalDir = path.join(opts.cacheDir, hash);
@@ -212,33 +279,45 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
   await sweepStaleTemps(opts.cacheDir);
   progress(`building guest image ${hash.slice(0, 12)} (kernel ${version})`);
 
-  const moduleRoot = `lib/modules/${version}`;
-  const dirs = new Set<string>(['bin', 'dev', 'etc', 'etc/migralab', 'lib', 'mnt', 'proc', 'root', 'run', 'sys', 'tmp']);
-  for (const m of modules) {
-    const parts = `${moduleRoot}/${m.rel}`.split('/').slice(0, -1);
-    for (let i = 1; i <= parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
-  }
-  const entries: CpioEntry[] = [
-    ...[...dirs].sort().map((d): CpioEntry => ({ type: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : 0o755 })),
-    { type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
-    { type: 'char', path: 'dev/null', major: 1, minor: 3, mode: 0o666 },
-    { type: 'file', path: 'bin/busybox', data: busybox.data, mode: 0o755 },
-    { type: 'symlink', path: 'bin/sh', target: 'busybox' },
-    { type: 'file', path: 'init', data: init, mode: 0o755 },
-    ...modules.map((m): CpioEntry => ({ type: 'file', path: `${moduleRoot}/${m.rel}`, data: m.data, mode: 0o644 })),
-    { type: 'file', path: MODULE_LIST_PATH.slice(1), data: modules.map((m) => `/${moduleRoot}/${m.rel}\n`).join('') },
-    { type: 'file', path: 'etc/migralab/image', data: `${IMAGE_FORMAT_VERSION}\nkernel ${version}\nhash ${hash}\n` },
-  ];
-  const initrd = gzipSync(writeCpio(entries), { level: 6 });
-
   const tmp = await mkdtemp(path.join(opts.cacheDir, `.tmp-${process.pid}-`));
   await chmod(tmp, 0o755);
+  let initrdBytes = 0;
   try {
+    const binaries: { name: GuestProgram; data: Buffer }[] = [];
+    const buildDir = path.join(tmp, 'programs');
+    await mkdir(buildDir);
+    for (const p of programs) {
+      progress(`compiling ${p.name}.c`);
+      binaries.push({ name: p.name, data: await compileProgram(toolchain, p.name, p.source, buildDir) });
+    }
+    await rm(buildDir, { recursive: true, force: true });
+
+    const moduleRoot = `lib/modules/${version}`;
+    const dirs = new Set<string>(['bin', 'dev', 'etc', 'etc/migralab', 'lib', 'mnt', 'proc', 'root', 'run', 'sys', 'tmp']);
+    for (const m of modules) {
+      const parts = `${moduleRoot}/${m.rel}`.split('/').slice(0, -1);
+      for (let i = 1; i <= parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+    }
+    const entries: CpioEntry[] = [
+      ...[...dirs].sort().map((d): CpioEntry => ({ type: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : 0o755 })),
+      { type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
+      { type: 'char', path: 'dev/null', major: 1, minor: 3, mode: 0o666 },
+      { type: 'file', path: 'bin/busybox', data: busybox.data, mode: 0o755 },
+      { type: 'symlink', path: 'bin/sh', target: 'busybox' },
+      ...binaries.map((b): CpioEntry => ({ type: 'file', path: `bin/${b.name}`, data: b.data, mode: 0o755 })),
+      { type: 'file', path: 'init', data: init, mode: 0o755 },
+      ...modules.map((m): CpioEntry => ({ type: 'file', path: `${moduleRoot}/${m.rel}`, data: m.data, mode: 0o644 })),
+      { type: 'file', path: MODULE_LIST_PATH.slice(1), data: modules.map((m) => `/${moduleRoot}/${m.rel}\n`).join('') },
+      { type: 'file', path: 'etc/migralab/image', data: `${IMAGE_FORMAT_VERSION}\nkernel ${version}\nhash ${hash}\n` },
+    ];
+    const initrd = gzipSync(writeCpio(entries), { level: 6 });
+    initrdBytes = initrd.length;
+
     await writeFile(path.join(tmp, 'vmlinuz'), kernelData); // the bytes that were hashed
     await writeFile(path.join(tmp, 'initrd.img'), initrd);
     await writeFile(
       path.join(tmp, 'manifest.json'),
-      `${JSON.stringify({ format: IMAGE_FORMAT_VERSION, hash, kernelVersion: version, kernelSource: kernel, busybox: busybox.path, modules: moduleFiles }, null, 2)}\n`,
+      `${JSON.stringify({ format: IMAGE_FORMAT_VERSION, hash, kernelVersion: version, kernelSource: kernel, busybox: busybox.path, modules: moduleFiles, programs: { names: GUEST_PROGRAMS, gcc: toolchain.version.split('\n')[0], flags: GCC_FLAGS, libcA: toolchain.libcA.path } }, null, 2)}\n`,
     );
     try {
       await rename(tmp, finalDir);
@@ -255,6 +334,6 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
     await rm(tmp, { recursive: true, force: true });
     throw e;
   }
-  progress(`guest image ${hash.slice(0, 12)}: initrd ${(initrd.length / 1024 / 1024).toFixed(1)} MiB`);
+  progress(`guest image ${hash.slice(0, 12)}: initrd ${(initrdBytes / 1024 / 1024).toFixed(1)} MiB`);
   return image(false);
 }

@@ -27,7 +27,7 @@ export function consoleReporter(opts: { tty: boolean; out?: Out; quiet?: boolean
     },
     iterationStart(it) {
       lastPhase = undefined;
-      const head = `[${it.index + 1}/${it.total}] ${it.strategy} #${it.repetition}: ${it.source} -> ${it.destination}`;
+      const head = `[${it.index + 1}/${it.total}] ${it.cell} #${it.repetition}: ${it.source} -> ${it.destination}`;
       if (opts.tty) {
         bars = new cliProgress.MultiBar(
           { format: '  {phase} [{bar}] {percentage}% {value}/{total} MiB', hideCursor: true, clearOnComplete: false, stream: process.stderr },
@@ -80,16 +80,18 @@ function cell(d: Pick<Description, 'n'> & Partial<Description>, unit: 'ms' | 'n'
 export function summaryTable(results: Results): string {
   const s = results.summary;
   if (!s) return '';
-  const rows: string[][] = [['strategy', 'ok/runs', 'duration ms', 'qemu downtime ms', 'ping interruption ms', 'lost pings']];
+  const rows: string[][] = [['cell', 'ok/runs', 'duration ms', 'qemu downtime ms', 'ping interruption ms', 'lost pings']];
   for (const p of s.strategies as StrategySummary[])
-    rows.push([p.strategy, `${p.iterations - p.failed}/${p.iterations}`, cell(p.durationMs, 'ms'), cell(p.downtimeMs, 'ms'), cell(p.maxGapMs, 'ms'), cell(p.lost, 'n')]);
+    rows.push([p.cell ?? p.strategy, `${p.iterations - p.failed}/${p.iterations}`, cell(p.durationMs, 'ms'), cell(p.downtimeMs, 'ms'), cell(p.maxGapMs, 'ms'), cell(p.lost, 'n')]);
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  const ratio = s.blockToSharedRatio;
   const fr = (v?: number) => (v === undefined ? '-' : `${v.toFixed(2)}x`);
-  if (ratio.durationMs !== undefined || ratio.downtimeMs !== undefined)
-    lines.push('', `block/shared (ratio of medians): duration ${fr(ratio.durationMs)}, qemu downtime ${fr(ratio.downtimeMs)}, ping interruption ${fr(ratio.maxGapMs)}`);
+  const ratioLine = (r: { durationMs?: number; downtimeMs?: number; maxGapMs?: number }, where: string) =>
+    `block/shared (ratio of medians)${where}: duration ${fr(r.durationMs)}, qemu downtime ${fr(r.downtimeMs)}, ping interruption ${fr(r.maxGapMs)}`;
+  const ratios = s.ratiosByGroup ?? [{ group: '', ...s.blockToSharedRatio }];
+  const shown = ratios.filter((r) => r.durationMs !== undefined || r.downtimeMs !== undefined);
+  if (shown.length) lines.push('', ...shown.map((r) => ratioLine(r, r.group ? ` at ${r.group}` : '')));
   const env = results.environment;
   lines.push(`environment: ${env.accelerator} (${env.acceleratorReason}), QEMU ${env.qemuVersion}, kernel ${env.kernel}, NFS client ${env.nfsClient}, ${env.cpus}x ${env.cpuModel}`);
   lines.push('median (min..max) over successful iterations');

@@ -30,9 +30,23 @@ export const diskLocationSchema = z.object({
   onExport: z.boolean(),
 });
 
+const sampleSchema = z.object({
+  t: z.number(),
+  phase: z.enum(['mirror', 'ram', 'postcopy', 'switchover']),
+  diskDone: z.number().nullable(),
+  diskRemaining: z.number().nullable(),
+  ramTransferred: z.number().nullable(),
+  ramRemaining: z.number().nullable(),
+  dirtyBytesPerSec: z.number().nullable(),
+  mbps: z.number().nullable(),
+  iterations: z.number().nullable(),
+});
+
 export const iterationSchema = z.object({
   index: z.number().int().nonnegative(),
   strategy: z.enum(strategies),
+  /** The matrix cell: its label, the label without the strategy (`group`), the axis values as written. */
+  cell: z.object({ label: z.string(), group: z.string(), params: z.record(z.string(), z.unknown()) }).optional(),
   repetition: z.number().int().positive(),
   source: z.string(),
   destination: z.string(),
@@ -53,6 +67,8 @@ export const iterationSchema = z.object({
     setupTimeMs: ms,
     ramBytes: bytes,
     diskBytes: bytes,
+    /** Largest dirty-page rate QEMU reported during the RAM phase, bytes/s. */
+    dirtyBytesPerSecMax: z.number().nullable().optional(),
   }),
   ping: z.object({
     intervalMs: z.number(),
@@ -77,9 +93,73 @@ export const iterationSchema = z.object({
       /** [offsetMs, rttMs, icmp_seq] of every ping reply, in arrival order. */
       ping: z.array(z.tuple([z.number(), z.number().nullable(), z.number().int()])),
       /** Phase boundaries the harness saw. */
-      marks: z.object({ mirrorReady: z.number().nullable(), completed: z.number().nullable() }),
+      marks: z.object({
+        mirrorReady: z.number().nullable(),
+        ramStart: z.number().nullable().optional(),
+        postcopyStart: z.number().nullable().optional(),
+        completed: z.number().nullable(),
+        cleanedUp: z.number().nullable().optional(),
+      }),
+      /** QMP samples every 50 ms: disk and RAM remaining, dirty rate, throughput, RAM pass count. */
+      samples: z.array(sampleSchema).optional(),
     })
     .optional(),
+  /** Phase durations (lab/measure/phases.ts). */
+  phases: z
+    .object({
+      setupMs: ms,
+      mirrorMs: ms,
+      precopyMs: ms,
+      ramIterations: z.number().nullable(),
+      postcopyMs: ms,
+      switchoverMs: ms,
+      cleanupMs: ms,
+    })
+    .optional(),
+  /** Link conditions on the migration path during this iteration, and the bytes that crossed it. */
+  link: z
+    .object({
+      rateBitsPerSec: z.number().nullable(),
+      lossPct: z.number(),
+      delayMs: z.number(),
+      /** Bytes the source node sent on its uplink during the migration (interface counters). */
+      wireBytes: z.number().nullable(),
+      /** wireBytes / (duration x rate), when the link is capped. */
+      efficiency: z.number().nullable(),
+    })
+    .optional(),
+  /** Migration tunables in effect on the source (query-migrate-parameters/-capabilities), and the mirror's copy mode. */
+  tunables: z
+    .object({
+      maxBandwidthBytesPerSec: z.number().nullable(),
+      downtimeLimitMs: z.number().nullable(),
+      multifdChannels: z.number().nullable(),
+      autoConverge: z.boolean(),
+      postcopy: z.boolean(),
+      mirrorCopyMode: z.enum(['background', 'write-blocking']),
+    })
+    .optional(),
+  /** The guest's own view and its workload. */
+  guest: z
+    .object({
+      /** Time the guest's clock lost across the migration (offset to the host clock, after minus before). */
+      clockLossMs: ms,
+      clockUncertaintyMs: ms,
+      /** Largest gap between rounds of the in-guest probe loop. */
+      probeMaxGapMs: ms,
+      probePeriodMs: ms,
+      workload: z
+        .object({
+          memory: z.object({ bytesDirtied: z.number(), seconds: z.number(), rateMiBs: z.number() }).optional(),
+          disk: z.object({ bytesWritten: z.number(), seconds: z.number(), rateMiBs: z.number() }).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  /** The harness's own cost: CPU of this process from request to completion, and of ping over its window. */
+  harness: z.object({ cpuMs: ms, pingCpuMs: ms, windowMs: ms }).optional(),
+  /** Contradictions between the network, hypervisor and guest views (lab/measure/crosscheck.ts); empty when they agree. */
+  crossCheck: z.array(z.string()).optional(),
   /** The data disk as QEMU itself reports it (query-named-block-nodes) on each side. */
   disk: z.object({ source: diskLocationSchema.optional(), destination: diskLocationSchema }).optional(),
   verified: z.object({
@@ -96,6 +176,9 @@ const descriptionSchema = z.object({ n: z.number().int(), median: z.number().opt
 
 export const strategySummarySchema = z.object({
   strategy: z.enum(strategies),
+  /** The matrix cell (equal to the strategy when the scenario has no axes) and its label without the strategy. */
+  cell: z.string().optional(),
+  group: z.string().optional(),
   iterations: z.number().int(),
   failed: z.number().int(),
   durationMs: descriptionSchema,
@@ -103,6 +186,8 @@ export const strategySummarySchema = z.object({
   maxGapMs: descriptionSchema,
   lost: descriptionSchema,
 });
+
+const ratiosSchema = z.object({ durationMs: z.number().optional(), downtimeMs: z.number().optional(), maxGapMs: z.number().optional() });
 
 export const resultsSchema = z.object({
   schema: z.literal(RESULTS_SCHEMA),
@@ -118,7 +203,10 @@ export const resultsSchema = z.object({
   summary: z
     .object({
       strategies: z.array(strategySummarySchema),
-      blockToSharedRatio: z.object({ durationMs: z.number().optional(), downtimeMs: z.number().optional(), maxGapMs: z.number().optional() }),
+      /** Ratios of the medians, block / shared, for the first (or only) group of cells. */
+      blockToSharedRatio: ratiosSchema,
+      /** The same per group of cells that differ only by strategy (matrix scenarios). */
+      ratiosByGroup: z.array(z.object({ group: z.string() }).extend(ratiosSchema.shape)).optional(),
     })
     .optional(),
 });
@@ -128,12 +216,25 @@ export type IterationResult = z.infer<typeof iterationSchema>;
 export type StrategySummary = z.infer<typeof strategySummarySchema>;
 export type Results = z.infer<typeof resultsSchema>;
 
+/** results/<UTC time>-<scenario name>, relative to the working directory. */
+export function defaultResultsDir(scenarioName: string, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `results/${stamp}-${scenarioName}`;
+}
+
+/** Per cell (per strategy when there are no axes): median/min/max over successful iterations, and block/shared ratios per group. */
 export function summarize(iterations: IterationResult[], strategies: readonly Strategy[]): NonNullable<Results['summary']> {
-  const per = strategies.map((strategy): StrategySummary => {
-    const its = iterations.filter((i) => i.strategy === strategy);
+  const cellKey = (i: IterationResult) => i.cell?.label ?? i.strategy;
+  const seen = new Map<string, IterationResult>();
+  for (const i of iterations) if (!seen.has(cellKey(i))) seen.set(cellKey(i), i);
+  // strategies that were planned but never ran still get a (empty) row, as before
+  for (const strategy of strategies) if (![...seen.values()].some((i) => i.strategy === strategy)) seen.set(strategy, { strategy } as IterationResult);
+  const per = [...seen.entries()].map(([key, first]): StrategySummary => {
+    const its = iterations.filter((i) => cellKey(i) === key);
     const ok = its.filter((i) => i.ok);
     return {
-      strategy,
+      strategy: first.strategy,
+      ...(first.cell ? { cell: first.cell.label, group: first.cell.group } : {}),
       iterations: its.length,
       failed: its.length - ok.length,
       durationMs: describe(ok.map((i) => i.durationMs)),
@@ -142,14 +243,17 @@ export function summarize(iterations: IterationResult[], strategies: readonly St
       lost: describe(ok.map((i) => i.ping.lost)),
     };
   });
-  const b = per.find((p) => p.strategy === 'block');
-  const s = per.find((p) => p.strategy === 'shared');
-  return {
-    strategies: per,
-    blockToSharedRatio: {
+  const groupsSeen = [...new Set(per.map((p) => p.group ?? ''))];
+  const ratiosByGroup = groupsSeen.map((group) => {
+    const b = per.find((p) => p.strategy === 'block' && (p.group ?? '') === group);
+    const s = per.find((p) => p.strategy === 'shared' && (p.group ?? '') === group);
+    return {
+      group,
       durationMs: ratio(b?.durationMs.median, s?.durationMs.median),
       downtimeMs: ratio(b?.downtimeMs.median, s?.downtimeMs.median),
       maxGapMs: ratio(b?.maxGapMs.median, s?.maxGapMs.median),
-    },
-  };
+    };
+  });
+  const { group: _first, ...blockToSharedRatio } = ratiosByGroup[0] ?? { group: '' };
+  return { strategies: per, blockToSharedRatio, ...(groupsSeen.length > 1 ? { ratiosByGroup } : {}) };
 }

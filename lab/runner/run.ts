@@ -4,21 +4,30 @@ import { loadScenario, type Scenario, type Strategy } from '../config/scenario.t
 import { loadTopology } from '../config/topology.ts';
 import { MigralabError } from '../errors.ts';
 import { planLab, type NodePlan } from '../provision/plan.ts';
-import { up, down, observerTransport } from '../provision/local.ts';
+import { up, down, observerTransport, nodeTransport } from '../provision/local.ts';
 import { Ledger } from '../state/ledger.ts';
 import { PingProbe } from '../measure/ping.ts';
 import { migrate, MigrationFailed, type MigrationProgress } from '../migrate/driver.ts';
 import { instanceDir } from '../migrate/storage.ts';
-import { Guest, type LabContext } from './guest.ts';
+import { Guest, PROBE_AREA_MIB, type LabContext } from './guest.ts';
 import type { QemuProcess } from '../qemu/instance.ts';
 import { evaluateThresholds, type ThresholdCheck } from '../report/thresholds.ts';
 import { writeExports } from '../report/exports.ts';
 import type { DiskLocation } from './results.ts';
-import { summarize, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from './results.ts';
+import { plan, type Cell } from './matrix.ts';
+import { applyLinkConditions, clearLinkConditions, efficiency } from '../net/shaping.ts';
+import { startWorkload, stopWorkload, type RunningWorkload } from '../guest/workload.ts';
+import { startPauseProbe, stopPauseProbe, clockOffset } from '../guest/probe.ts';
+import { derivePhases } from '../measure/phases.ts';
+import { crossCheck } from '../measure/crosscheck.ts';
+import { processCpuMs } from '../exec/kill.ts';
+import type { Settings } from '../config/settings.ts';
+import type { NodeTransport } from '../exec/node.ts';
+import { defaultResultsDir, summarize, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from './results.ts';
 
 export interface RunEvents {
   step?(msg: string): void;
-  iterationStart?(it: { index: number; total: number; strategy: Strategy; repetition: number; source: string; destination: string }): void;
+  iterationStart?(it: { index: number; total: number; strategy: Strategy; cell: string; repetition: number; source: string; destination: string }): void;
   progress?(p: MigrationProgress): void;
   iterationEnd?(r: IterationResult): void;
 }
@@ -39,18 +48,6 @@ export interface RunOutcome {
   /** The scenario's thresholds, checked against this run. */
   checks: ThresholdCheck[];
   exports: string[];
-}
-
-/** Interleaved order: block, shared, block, shared, ... */
-export function plan(scenario: Pick<Scenario, 'strategies' | 'repetitions'>): { strategy: Strategy; repetition: number }[] {
-  const out: { strategy: Strategy; repetition: number }[] = [];
-  for (let r = 1; r <= scenario.repetitions; r++) for (const strategy of scenario.strategies) out.push({ strategy, repetition: r });
-  return out;
-}
-
-export function defaultResultsDir(scenarioName: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return join('results', `${stamp}-${scenarioName}`);
 }
 
 const MIGRATION_PORT = 4444;
@@ -91,6 +88,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const save = () => writeFile(resultsFile, JSON.stringify(results, null, 2) + '\n');
 
   const guests = new Map<Strategy, Guest>();
+  let linkKey: string | undefined;
   try {
     interrupted(); // Ctrl-C while the lab came up
     scenario.strategies.forEach((strategy, i) =>
@@ -112,13 +110,24 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     interrupted();
 
     const order = plan(scenario);
-    for (const [index, { strategy, repetition }] of order.entries()) {
+    const nodes = computes.map(nodeTransport);
+    for (const [index, { cell, repetition }] of order.entries()) {
       interrupted();
-      const guest = guests.get(strategy)!;
+      const guest = guests.get(cell.strategy)!;
       const source = guest.current.placement.node;
       const destination = computes.find((n) => n.name !== source.name)!;
-      ev.iterationStart?.({ index, total: order.length, strategy, repetition, source: source.name, destination: destination.name });
-      const r = await iterate(ctx, guest, scenario, index, repetition, source, destination, opts, ev);
+      ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name });
+      const key = JSON.stringify(cell.settings.link);
+      if (key !== linkKey) {
+        const l = cell.settings.link;
+        if (linkKey !== undefined) await clearLinkConditions(nodes);
+        linkKey = key;
+        if (l.rate !== null || l.lossPct > 0 || l.delayMs > 0) {
+          await applyLinkConditions(nodes, { rateBitsPerSec: l.rate ?? undefined, lossPct: l.lossPct || undefined, delayMs: l.delayMs || undefined }, { ports: [MIGRATION_PORT, NBD_PORT] });
+          step(`link on the migration path: ${describeLink(l)}`);
+        }
+      }
+      const r = await iterate(ctx, guest, scenario, cell, index, repetition, source, destination, opts, ev);
       results.iterations.push(r);
       await save();
       ev.iterationEnd?.(r);
@@ -127,6 +136,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     if (e instanceof MigralabError && e.code === 'INTERRUPTED') results.interrupted = true;
     else throw e;
   } finally {
+    if (linkKey !== undefined) await clearLinkConditions(computes.map(nodeTransport)).catch(() => {});
     for (const g of guests.values()) await g.destroy();
     results.finishedAt = new Date().toISOString();
     results.summary = summarize(results.iterations, scenario.strategies);
@@ -146,6 +156,7 @@ async function iterate(
   ctx: LabContext,
   guest: Guest,
   scenario: Scenario,
+  cell: Cell,
   index: number,
   repetition: number,
   source: NodePlan,
@@ -153,9 +164,11 @@ async function iterate(
   opts: RunOptions,
   ev: RunEvents,
 ): Promise<IterationResult> {
+  const settings = cell.settings;
   const r: IterationResult = {
     index,
     strategy: guest.def.strategy,
+    cell: { label: cell.label, group: cell.group, params: cell.params },
     repetition,
     source: source.name,
     destination: destination.name,
@@ -166,17 +179,39 @@ async function iterate(
     mirrorMs: null,
     qemu: { totalTimeMs: null, downtimeMs: null, setupTimeMs: null, ramBytes: null, diskBytes: null },
     ping: { intervalMs: scenario.ping.intervalMs, sent: null, received: null, lost: null, maxGapMs: null, maxGapStart: null, maxGapEnd: null, maxRttMs: null, medianGapMs: null },
+    link: { rateBitsPerSec: settings.link.rate, lossPct: settings.link.lossPct, delayMs: settings.link.delayMs, wireBytes: null, efficiency: null },
+    guest: { clockLossMs: null, clockUncertaintyMs: null, probeMaxGapMs: null, probePeriodMs: null },
+    harness: { cpuMs: null, pingCpuMs: null, windowMs: null },
     verified: { onDestination: false, sourceGone: false, diskIntact: false, answersPing: false },
     notes: [],
   };
   const probe = await guest.writeProbe(index);
+
+  // The guest's side: its workload, its pause probe, its clock against ours.
+  const workloadSpec = workloadFor(settings, guest);
+  let workload: RunningWorkload | undefined;
+  let pause: Awaited<ReturnType<typeof startPauseProbe>> | undefined;
+  let offsetBefore: Awaited<ReturnType<typeof clockOffset>> | undefined;
+  {
+    await using sh = await guest.shell();
+    if (workloadSpec) workload = await startWorkload(sh, workloadSpec);
+    pause = await startPauseProbe(sh, { periodUs: GUEST_PROBE_PERIOD_US });
+    offsetBefore = await clockOffset(sh);
+  }
+
   let requestAt: number | undefined;
-  const marks: { mirrorReady: number | null; completed: number | null } = { mirrorReady: null, completed: null };
+  let marks: NonNullable<IterationResult['timeline']>['marks'] = { mirrorReady: null, completed: null };
+  let samples: NonNullable<IterationResult['timeline']>['samples'] = [];
+  const windowStart = performance.now();
   const ping = PingProbe.start({ prefix: [...observerTransport(ctx.plan).prefix], target: guest.def.ip, intervalMs: scenario.ping.intervalMs });
+  let pingCpuMs: number | undefined;
   try {
     await ping.waitForReply(10_000);
     const sourceProc = guest.current;
     const sourceDisk = await dataDisk(ctx, sourceProc);
+    const srcNode = nodeTransport(source);
+    const tx0 = await txBytes(srcNode);
+    const cpu0 = process.cpuUsage();
     try {
       const { dest, figures } = await migrate({
         strategy: guest.def.strategy,
@@ -187,13 +222,18 @@ async function iterate(
         migrationPort: MIGRATION_PORT,
         nbdPort: NBD_PORT,
         timeoutMs: scenario.timeoutSeconds * 1000,
+        tunables: settings.tunables,
+        copyMode: settings.mirror.copyMode,
         ledger: ctx.ledger,
         onProgress: ev.progress,
         signal: opts.signal,
       });
+      const cpu = process.cpuUsage(cpu0);
+      r.harness!.cpuMs = (cpu.user + cpu.system) / 1000;
+      const tx1 = await txBytes(srcNode);
       requestAt = figures.startedAt;
-      marks.completed = figures.durationMs;
-      marks.mirrorReady = figures.mirrorMs ?? null;
+      marks = figures.marks;
+      samples = figures.samples;
       r.durationMs = figures.durationMs;
       r.prepareMs = figures.prepareMs;
       r.mirrorMs = figures.mirrorMs ?? null;
@@ -203,7 +243,14 @@ async function iterate(
         setupTimeMs: figures.qemu.setupTimeMs ?? null,
         ramBytes: figures.qemu.ramBytes ?? null,
         diskBytes: figures.qemu.diskBytes,
+        dirtyBytesPerSecMax: figures.qemu.dirtyBytesPerSecMax ?? null,
       };
+      r.phases = derivePhases(figures.marks, { ...r.qemu, iterations: figures.qemu.iterations ?? null });
+      r.tunables = { ...figures.tunables, mirrorCopyMode: settings.mirror.copyMode };
+      if (tx0 !== null && tx1 !== null) {
+        r.link!.wireBytes = tx1 - tx0;
+        if (settings.link.rate !== null) r.link!.efficiency = efficiency(tx1 - tx0, figures.durationMs, settings.link.rate);
+      }
       r.disk = { source: sourceDisk, destination: await dataDisk(ctx, dest) };
       // Proof: the guest runs on the destination, the source QEMU is gone.
       const status = await dest.status();
@@ -236,11 +283,27 @@ async function iterate(
       if (e instanceof MigrationFailed) r.guestOn = e.guestState;
       r.notes.push('QEMU figures are missing because the migration did not complete');
     }
+    // The guest's view, read wherever it runs now (destination, or source after a failure).
+    try {
+      await using sh = await guest.shell();
+      const offsetAfter = await clockOffset(sh);
+      const p = await stopPauseProbe(sh, pause);
+      r.guest!.clockLossMs = offsetAfter.offsetMs - offsetBefore.offsetMs;
+      r.guest!.clockUncertaintyMs = offsetBefore.uncertaintyMs + offsetAfter.uncertaintyMs;
+      r.guest!.probeMaxGapMs = p.maxGapMs;
+      r.guest!.probePeriodMs = p.periodUs / 1000;
+      if (workload) r.guest!.workload = await stopWorkload(sh, workload);
+    } catch (e) {
+      r.notes.push(`guest view not measured: ${(e as Error).message}`);
+    }
   } finally {
+    pingCpuMs = ping.pid !== undefined ? processCpuMs(ping.pid) : undefined;
     const res = await ping.stop();
+    r.harness!.windowMs = performance.now() - windowStart;
+    r.harness!.pingCpuMs = pingCpuMs ?? null;
     const s = res.summary;
     const t0 = requestAt ?? res.replies[0]?.epochMs ?? Date.now();
-    r.timeline = { t0, ping: res.replies.filter((x) => !x.dup).map((x) => [round3(x.epochMs - t0), x.rttMs ?? null, x.seq]), marks };
+    r.timeline = { t0, ping: res.replies.filter((x) => !x.dup).map((x) => [round3(x.epochMs - t0), x.rttMs ?? null, x.seq]), marks, samples };
     if (res.sentFrom !== 'ping') r.notes.push('ping printed no summary: ping.sent is the highest sequence number seen (a lower bound)');
     r.ping = {
       intervalMs: scenario.ping.intervalMs,
@@ -256,7 +319,50 @@ async function iterate(
     if (s.medianGapMs !== undefined && s.medianGapMs > 1.3 * scenario.ping.intervalMs)
       r.notes.push(`ping kept a ${s.medianGapMs.toFixed(1)} ms interval, not the ${scenario.ping.intervalMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`);
   }
+  if (r.ok)
+    r.crossCheck = crossCheck({
+      networkGapMs: r.ping.maxGapMs,
+      pingIntervalMs: r.ping.medianGapMs ?? r.ping.intervalMs,
+      qemuDowntimeMs: r.qemu.downtimeMs,
+      guestPauseMs: r.guest!.clockLossMs,
+      guestUncertaintyMs: r.guest!.clockUncertaintyMs,
+      durationMs: r.durationMs,
+      qemuTotalMs: r.qemu.totalTimeMs,
+      bytesMoved: r.link!.wireBytes,
+      linkRateBitsPerSec: r.link!.rateBitsPerSec,
+    });
   return r;
+}
+
+const GUEST_PROBE_PERIOD_US = 1000;
+
+function workloadFor(s: Settings, guest: Guest) {
+  const mem = s.workload.memory;
+  const disk = s.workload.disk;
+  if (mem.rateMiBs <= 0 && disk.rateMiBs <= 0) return undefined;
+  const diskMiB = Math.floor(guest.def.diskBytes / 2 ** 20);
+  return {
+    memory: mem.rateMiBs > 0 ? { rateMiBs: mem.rateMiBs, workingSetBytes: mem.workingSet } : undefined,
+    // Anywhere but the probe area at the end of the disk.
+    disk: disk.rateMiBs > 0 ? { rateMiBs: disk.rateMiBs, offsetMiB: 0, sizeMiB: diskMiB - PROBE_AREA_MIB } : undefined,
+  };
+}
+
+/** Bytes a node has sent on its uplink (interface counters), or null if unreadable. */
+async function txBytes(node: NodeTransport): Promise<number | null> {
+  const r = await node.run(['ip', '-j', '-s', 'link', 'show', 'dev', 'uplink'], { check: false });
+  try {
+    return (JSON.parse(r.stdout) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes;
+  } catch {
+    return null;
+  }
+}
+
+function describeLink(l: Settings['link']): string {
+  const parts = [l.rate !== null ? `${l.rate / 1e6} Mbit/s` : 'no rate cap'];
+  if (l.lossPct > 0) parts.push(`${l.lossPct}% loss`);
+  if (l.delayMs > 0) parts.push(`${l.delayMs} ms delay`);
+  return parts.join(', ');
 }
 
 /** Microsecond resolution is what ping -D gives; more digits would be noise in the file. */

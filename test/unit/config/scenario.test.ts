@@ -41,3 +41,10 @@ describe('scenario file', () => {
     expect(parseSize('12 apples')).toBeUndefined();
   });
 });
+
+describe('a scenario as run (results.json) parses again to itself', () => {
+  it('is idempotent', async () => {
+    const s = await loadScenario('scenarios/block-vs-shared.yaml');
+    expect(scenarioSchema.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
+  });
+});

@@ -115,7 +115,7 @@ describe('compareResults', () => {
     const c = compareResults(b, cur, { tolerancePct: 10 });
     expect(c.warnings).toEqual([
       'scenario differs: baseline a, current b',
-      'scenario settings differ: topology, guest, ping',
+      'scenario settings differ: topology, guest, ping, link, workload, tunables, mirror, axes',
       'block: 1/4 iterations failed in the current run (baseline 0/4)',
     ]);
     expect(c.strategies).toEqual([{ strategy: 'block', baseline: { iterations: 4, failed: 0 }, current: { iterations: 4, failed: 1 } }]);

@@ -1,6 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { plan, defaultResultsDir } from '../../../lab/runner/run.ts';
-import { summarize, type IterationResult } from '../../../lab/runner/results.ts';
+import { plan, expandCells } from '../../../lab/runner/matrix.ts';
+import { parseConfig } from '../../../lab/config/load.ts';
+import { scenarioSchema } from '../../../lab/config/scenario.ts';
+import { summarize, defaultResultsDir, type IterationResult } from '../../../lab/runner/results.ts';
 
 function iteration(strategy: 'block' | 'shared', durationMs: number | null, ok = true, downtimeMs = 10): IterationResult {
   return {
@@ -13,10 +15,43 @@ function iteration(strategy: 'block' | 'shared', durationMs: number | null, ok =
 }
 
 describe('scenario runner', () => {
+  const scenario = (yaml: string) => parseConfig('s.yaml', yaml, scenarioSchema);
+
   it('interleaves strategies within each repetition', () => {
-    expect(plan({ strategies: ['block', 'shared'], repetitions: 3 }).map((p) => `${p.strategy}${p.repetition}`)).toEqual([
+    expect(plan(scenario('name: x\nrepetitions: 3\n')).map((p) => `${p.cell.strategy}${p.repetition}`)).toEqual([
       'block1', 'shared1', 'block2', 'shared2', 'block3', 'shared3',
     ]);
+  });
+
+  it('expands axes into labelled cells: every combination x every strategy', () => {
+    const s = scenario(['name: x', 'link: { rate: 1Gbit }', 'axes:', '  link.rate: [unlimited, 100Mbit]', '  tunables.downtimeLimitMs: [30, 300]', ''].join('\n'));
+    const cells = expandCells(s);
+    expect(cells.map((c) => c.label)).toEqual([
+      'block, link.rate=unlimited, tunables.downtimeLimitMs=30',
+      'shared, link.rate=unlimited, tunables.downtimeLimitMs=30',
+      'block, link.rate=unlimited, tunables.downtimeLimitMs=300',
+      'shared, link.rate=unlimited, tunables.downtimeLimitMs=300',
+      'block, link.rate=100Mbit, tunables.downtimeLimitMs=30',
+      'shared, link.rate=100Mbit, tunables.downtimeLimitMs=30',
+      'block, link.rate=100Mbit, tunables.downtimeLimitMs=300',
+      'shared, link.rate=100Mbit, tunables.downtimeLimitMs=300',
+    ]);
+    expect(cells[0]!.settings.link.rate).toBeNull();
+    expect(cells[4]!.settings.link.rate).toBe(100e6);
+    expect(cells[2]!.settings.tunables.downtimeLimitMs).toBe(300);
+    expect(cells[4]!.group).toBe('link.rate=100Mbit, tunables.downtimeLimitMs=30');
+    // the base value holds where no axis overrides it
+    expect(expandCells(scenario('name: x\nlink: { rate: 1Gbit }\n'))[0]!.settings.link.rate).toBe(1e9);
+    // repetitions interleave whole matrices
+    const order = plan({ ...s, repetitions: 2 });
+    expect(order).toHaveLength(16);
+    expect(order[8]!.cell.label).toBe(cells[0]!.label);
+    expect(order[8]!.repetition).toBe(2);
+  });
+
+  it('refuses an axis it does not know and a bad axis value, at their lines', () => {
+    expect(() => scenario('name: x\naxes:\n  guest.memory: [1]\n')).toThrow(/s\.yaml:3:17 axes\.guest\.memory: expected one of link\.rate/);
+    expect(() => scenario('name: x\naxes:\n  link.rate: [10Mbit, fast]\n')).toThrow(/s\.yaml:3:23 axes\.link\.rate\[1\]: expected a link rate/);
   });
 
   it('names the default results directory after the time and the scenario', () => {

@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import { parseRateBits, parseSize } from './size.ts';
+
+/**
+ * What a scenario can vary per matrix cell: link conditions on the migration path,
+ * guest workload, migration tunables, the mirror's copy mode. Each leaf has one zod
+ * schema used both for the scenario's base values and for every value of an axis.
+ */
+
+const rate = (what: string) =>
+  // null is what "unlimited" parses to, so a scenario as run (results.json) parses again unchanged.
+  z.union([z.string(), z.number(), z.null()], { error: `expected ${what} like 100Mbit, 1Gbit or 12MiB/s, or "unlimited"` }).transform((v, ctx) => {
+    if (v === 'unlimited' || v === null) return null;
+    const bits = parseRateBits(v);
+    if (bits === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected ${what} like 100Mbit, 1Gbit or 12MiB/s, or "unlimited"` });
+      return z.NEVER;
+    }
+    return bits;
+  });
+
+const bytes = z.union([z.string(), z.number()], { error: 'expected a size like 64MiB' }).transform((v, ctx) => {
+  const n = parseSize(v);
+  if (n === undefined || n === 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected a size like 64MiB' });
+    return z.NEVER;
+  }
+  return n;
+});
+
+/** Leaf schemas by dotted path: the only paths an axis may name. */
+export const leaves = {
+  'link.rate': rate('a link rate'),
+  'link.lossPct': z.number({ error: 'expected a loss percentage' }).min(0).max(100, { error: 'expected a percentage from 0 to 100' }),
+  'link.delayMs': z.number({ error: 'expected a delay in ms' }).min(0),
+  'workload.memory.rateMiBs': z.number({ error: 'expected MiB/s of memory to dirty' }).min(0),
+  'workload.memory.workingSet': bytes,
+  'workload.disk.rateMiBs': z.number({ error: 'expected MiB/s of disk writes' }).min(0),
+  'tunables.maxBandwidth': rate('a migration bandwidth'),
+  'tunables.downtimeLimitMs': z.number({ error: 'expected a downtime limit in ms' }).int().positive(),
+  'tunables.autoConverge': z.boolean({ error: 'expected true or false' }),
+  'tunables.multifdChannels': z.number({ error: 'expected a number of channels (0 = off)' }).int().min(0).max(16),
+  'tunables.postcopy': z.boolean({ error: 'expected true or false' }),
+  'mirror.copyMode': z.enum(['background', 'write-blocking'], { error: 'expected background or write-blocking' }),
+} as const;
+
+export type AxisPath = keyof typeof leaves;
+export const axisPaths = Object.keys(leaves) as AxisPath[];
+
+export const settingsSchema = z.strictObject({
+  link: z
+    .strictObject({ rate: leaves['link.rate'].default(null), lossPct: leaves['link.lossPct'].default(0), delayMs: leaves['link.delayMs'].default(0) })
+    .prefault({}),
+  workload: z
+    .strictObject({
+      memory: z.strictObject({ rateMiBs: leaves['workload.memory.rateMiBs'].default(0), workingSet: leaves['workload.memory.workingSet'].default(64 * 1024 ** 2) }).prefault({}),
+      disk: z.strictObject({ rateMiBs: leaves['workload.disk.rateMiBs'].default(0) }).prefault({}),
+    })
+    .prefault({}),
+  tunables: z
+    .strictObject({
+      maxBandwidth: leaves['tunables.maxBandwidth'].default(null),
+      downtimeLimitMs: leaves['tunables.downtimeLimitMs'].optional(),
+      autoConverge: leaves['tunables.autoConverge'].default(false),
+      multifdChannels: leaves['tunables.multifdChannels'].default(0),
+      postcopy: leaves['tunables.postcopy'].default(false),
+    })
+    .prefault({}),
+  mirror: z.strictObject({ copyMode: leaves['mirror.copyMode'].default('background') }).prefault({}),
+});
+
+export type Settings = z.output<typeof settingsSchema>;
+
+/** The settings' defaults, for a scenario that names none. */
+export function defaultSettings(): Settings {
+  return settingsSchema.parse({});
+}
+
+/** Sets an already-parsed leaf value at a dotted path in a copy of the settings. */
+export function withValue(s: Settings, path: AxisPath, value: unknown): Settings {
+  const copy = structuredClone(s) as Record<string, unknown>;
+  const keys = path.split('.');
+  let obj = copy;
+  for (const k of keys.slice(0, -1)) obj = obj[k] as Record<string, unknown>;
+  obj[keys[keys.length - 1]!] = value;
+  return copy as Settings;
+}

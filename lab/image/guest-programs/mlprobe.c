@@ -1,0 +1,168 @@
+/*
+ * mlprobe: the guest-side pause probe of migralab, built static by lab/image/build.ts
+ * and installed in the guest image as /bin/mlprobe.
+ *
+ *   mlprobe [-o STATUS_FILE] [-p PERIOD_US]   the stall loop (default period 1000 us)
+ *   mlprobe clock                             print CLOCK_REALTIME in ns, once
+ *
+ * The loop sleeps PERIOD_US with clock_nanosleep (relative, CLOCK_MONOTONIC) and reads
+ * CLOCK_MONOTONIC and CLOCK_REALTIME after every sleep. It keeps the largest gap between
+ * two consecutive rounds on CLOCK_MONOTONIC (raw: the period is NOT subtracted; a healthy
+ * round is the period plus the wake-up latency) with the CLOCK_REALTIME readings of the
+ * two rounds around it, the largest gap on CLOCK_REALTIME, and the number of rounds.
+ *
+ * Status: one line of space-separated key=value fields, written atomically (temp file +
+ * rename) to STATUS_FILE, or printed on stdout without -o: once after the first round
+ * (state=running), on SIGUSR1 (state=running, the loop goes on), and on SIGTERM/SIGINT
+ * (state=final, then exit 0). Fields: state pid periodUs rounds elapsedUs expectedRounds
+ * maxGapUs maxGapStartRealtimeNs maxGapEndRealtimeNs maxRealtimeGapUs startRealtimeNs
+ * lastRealtimeNs. expectedRounds = elapsedUs / periodUs; rounds falling far short of it
+ * means the loop was often late (an overloaded or stalled vCPU).
+ *
+ * What the loop can and cannot see. The gap measures time that passed on the guest's own
+ * clocks while this process did not run. Under KVM the guest's clocks (kvmclock / TSC)
+ * follow the host's time, so a VM paused for a migration's switchover wakes up to a gap
+ * as long as the pause: the loop catches it. Under TCG (no KVM), the guest's clocks are
+ * driven by QEMU's virtual clock, which stops while the VM is stopped (QMP `stop`, the
+ * migration's final phase): the guest sees no gap at all, only its CLOCK_REALTIME falls
+ * behind the host's by the length of the pause. `mlprobe clock`, read from the host
+ * before and after (host wall clock minus guest realtime, lab/guest/probe.ts
+ * clockOffset), catches that: the offset grows by the time the guest did not see.
+ * Under KVM the offset may also stay put (kvmclock is re-synchronised after the pause),
+ * which is why both methods exist.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t report_requested;
+
+static void on_stop(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+static void on_report(int sig) {
+  (void)sig;
+  report_requested = 1;
+}
+
+static int64_t read_ns(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: mlprobe [-o STATUS_FILE] [-p PERIOD_US]\n"
+          "       mlprobe clock\n");
+  exit(2);
+}
+
+struct probe {
+  const char *status_file;
+  long period_us;
+  uint64_t rounds;
+  int64_t start_mono, start_real;
+  int64_t last_mono, last_real;
+  int64_t max_gap_ns, max_gap_start_real, max_gap_end_real;
+  int64_t max_real_gap_ns;
+};
+
+static void write_status(const struct probe *p, const char *state) {
+  int64_t elapsed_us = (p->last_mono - p->start_mono) / 1000;
+  char line[1024];
+  int n = snprintf(line, sizeof line,
+                   "state=%s pid=%ld periodUs=%ld rounds=%llu elapsedUs=%lld expectedRounds=%lld maxGapUs=%lld "
+                   "maxGapStartRealtimeNs=%lld maxGapEndRealtimeNs=%lld maxRealtimeGapUs=%lld startRealtimeNs=%lld "
+                   "lastRealtimeNs=%lld\n",
+                   state, (long)getpid(), p->period_us, (unsigned long long)p->rounds, (long long)elapsed_us,
+                   (long long)(elapsed_us / p->period_us), (long long)(p->max_gap_ns / 1000),
+                   (long long)p->max_gap_start_real, (long long)p->max_gap_end_real,
+                   (long long)(p->max_real_gap_ns / 1000), (long long)p->start_real, (long long)p->last_real);
+  if (n < 0 || (size_t)n >= sizeof line) return;
+  if (!p->status_file) {
+    fputs(line, stdout);
+    fflush(stdout);
+    return;
+  }
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", p->status_file) >= (int)sizeof tmp) return;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "mlprobe: %s: %s\n", tmp, strerror(errno));
+    return;
+  }
+  ssize_t w = write(fd, line, (size_t)n);
+  close(fd);
+  if (w == n && rename(tmp, p->status_file) != 0) fprintf(stderr, "mlprobe: rename %s: %s\n", tmp, strerror(errno));
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "clock") == 0) {
+    printf("%lld\n", (long long)read_ns(CLOCK_REALTIME));
+    return 0;
+  }
+  struct probe p = {.period_us = 1000};
+  int opt;
+  while ((opt = getopt(argc, argv, "o:p:")) != -1) {
+    if (opt == 'o') {
+      p.status_file = optarg;
+    } else if (opt == 'p') {
+      char *end;
+      errno = 0;
+      p.period_us = strtol(optarg, &end, 10);
+      if (errno || end == optarg || *end != '\0' || p.period_us < 1 || p.period_us > 10000000) {
+        fprintf(stderr, "mlprobe: bad period: %s\n", optarg);
+        return 2;
+      }
+    } else {
+      usage();
+    }
+  }
+  if (optind != argc) usage();
+
+  struct sigaction sa = {.sa_handler = on_stop};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_report;
+  sigaction(SIGUSR1, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  p.start_mono = p.last_mono = read_ns(CLOCK_MONOTONIC);
+  p.start_real = p.last_real = read_ns(CLOCK_REALTIME);
+  p.max_gap_start_real = p.max_gap_end_real = p.start_real;
+  struct timespec period = {.tv_sec = p.period_us / 1000000, .tv_nsec = (p.period_us % 1000000) * 1000};
+  while (!stop_requested) {
+    /* EINTR (a signal) ends the sleep early; the round still counts, its gap is just shorter */
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &period, NULL);
+    int64_t mono = read_ns(CLOCK_MONOTONIC);
+    int64_t real = read_ns(CLOCK_REALTIME);
+    int64_t gap = mono - p.last_mono;
+    if (gap > p.max_gap_ns) {
+      p.max_gap_ns = gap;
+      p.max_gap_start_real = p.last_real;
+      p.max_gap_end_real = real;
+    }
+    if (real - p.last_real > p.max_real_gap_ns) p.max_real_gap_ns = real - p.last_real;
+    p.last_mono = mono;
+    p.last_real = real;
+    p.rounds++;
+    if (p.rounds == 1 || report_requested) {
+      report_requested = 0;
+      write_status(&p, "running");
+    }
+  }
+  write_status(&p, "final");
+  return 0;
+}
