@@ -228,11 +228,21 @@ export async function stopGuestPrograms(
   });
   lines.push('echo "@@end"');
   const r = await shell.exec(lines.join('\n'), { timeoutMs: stopTimeoutMs * procs.length + 10_000 });
-  return procs.map((_, i) => {
-    const status = new RegExp(`@@status ${i}\\n([\\s\\S]*?)@@log ${i}\\n`).exec(r.output)?.[1] ?? '';
-    const log = new RegExp(`@@log ${i}\\n([\\s\\S]*?)@@(status ${i + 1}|end)\\n`).exec(r.output)?.[1] ?? '';
-    return { status: status.trim(), log: log.trim() };
-  });
+  return splitStopOutput(r.output, procs.length);
+}
+
+/**
+ * Splits the stop script's output (`@@status <i>`, the status file, `@@log <i>`, the log's
+ * tail, ..., `@@end`) into each program's status line and log (pure).
+ */
+export function splitStopOutput(output: string, count: number): { status: string; log: string }[] {
+  const out: { status: string; log: string }[] = [];
+  for (let i = 0; i < count; i++) {
+    const status = new RegExp(`@@status ${i}\\n([\\s\\S]*?)@@log ${i}\\n`).exec(output)?.[1] ?? '';
+    const log = new RegExp(`@@log ${i}\\n([\\s\\S]*?)@@(?:status ${i + 1}|end)\\n`).exec(output)?.[1] ?? '';
+    out.push({ status: status.trim(), log: log.trim() });
+  }
+  return out;
 }
 
 /** Removes the guest files of stopped programs. */

@@ -13,6 +13,8 @@ export interface Phases {
   postcopyMs: number | null;
   /** The switchover: QEMU's downtime. */
   switchoverMs: number | null;
+  /** From the source's completion until the destination reported running. */
+  resumeMs: number | null;
   /** After completion: mirrors cancelled, NBD server stopped. */
   cleanupMs: number | null;
 }
@@ -34,6 +36,7 @@ export function derivePhases(marks: MigrationMarks, qemu: { setupTimeMs?: number
     ramIterations: qemu.iterations ?? null,
     postcopyMs: d(marks.postcopyStart, marks.completed),
     switchoverMs: downtime,
-    cleanupMs: d(marks.completed, marks.cleanedUp),
+    resumeMs: d(marks.completed, marks.destRunning ?? null),
+    cleanupMs: d(marks.destRunning ?? marks.completed, marks.cleanedUp),
   };
 }

@@ -36,6 +36,8 @@ export interface MigrationMarks {
   ramStart: number | null;
   postcopyStart: number | null;
   completed: number | null;
+  /** When the destination reported `running` (polled every 2 ms after completion). */
+  destRunning: number | null;
   cleanedUp: number | null;
 }
 
@@ -147,7 +149,7 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
     const prepareMs = performance.now() - tPrep;
 
     const samples: MigrationSample[] = [];
-    const marks: MigrationMarks = { mirrorReady: null, ramStart: null, postcopyStart: null, completed: null, cleanedUp: null };
+    const marks: MigrationMarks = { mirrorReady: null, ramStart: null, postcopyStart: null, completed: null, destRunning: null, cleanedUp: null };
     const startedAt = Date.now();
     const t0 = performance.now();
     const since = () => performance.now() - t0;
@@ -234,6 +236,11 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
     marks.completed = durationMs;
     const completedAt = startedAt + durationMs;
     info = await source.qmp.execute<MigrationInfo>('query-migrate');
+    // The source's `completed` is not the guest running again: the destination may still
+    // be loading device state. Wait (bounded) until it runs, and keep when that was.
+    const resumeDeadline = Date.now() + 10_000;
+    while ((await dest.status()) !== 'running' && Date.now() < resumeDeadline) await sleep(2);
+    marks.destRunning = (await dest.status()) === 'running' ? since() : null;
 
     if (strategy === 'block') {
       // What the mirrors processed in all: the disk once, plus whatever the guest rewrote meanwhile.

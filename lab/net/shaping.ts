@@ -19,10 +19,16 @@
  *   counters. Dropping on input, at the receiver, is loss as TCP sees it on a wire:
  *   the sender learns of it only by missing ACKs. (Dropping in the sender's output
  *   hook is different: TCP gets an immediate local error and just retries.)
+ *   The kernel drops skbs, not wire frames: between namespaces TCP's GSO
+ *   super-packets (~36 KiB on average here, capped or not) cross the veths whole and
+ *   are dropped whole. So 10 % is 10 % of the skbs and, on average, of the bytes, but
+ *   the losses come in bursts of up to ~45 segments. The counters (seen, dropped; skbs
+ *   and bytes) record what happened.
  *
- * Why u32 and not `fw` marks set by nftables: the cap then stands on its own (one
- * tool, no ordering between an nft table and a tc filter, no mark bits shared with
- * anyone), and u32 is in every kernel that has htb (`flower` is not in this one).
+ * Why u32 and not `fw` marks set by nftables: this kernel has no `fw` classifier
+ * (nor `flower`); u32 comes with every kernel that has htb. And the cap stands on
+ * its own: one tool, no ordering between an nft table and a tc filter, no mark bits
+ * shared with anyone.
  * u32's `ip dport` reads a fixed offset, i.e. it assumes an IPv4 header without
  * options; Linux TCP never sends IP options, and IPv6 gets its own filters.
  *
@@ -114,7 +120,12 @@ export function parseRate(text: string): number | undefined {
   return Math.round(bits);
 }
 
-/** Migration efficiency: the share of the link's capacity the migration used, bytes*8 / (duration_s * rate). NaN when duration or rate is not positive. */
+/**
+ * Migration efficiency: the share of the link's capacity the migration used,
+ * bytes*8 / (duration_s * rate). NaN when duration or rate is not positive. It can
+ * exceed 1 a little for short transfers: a full token bucket and the last packet go
+ * out ahead of the rate (at most burstBytes + 64 KiB).
+ */
 export function efficiency(bytesMoved: number, durationMs: number, rateBitsPerSec: number): number {
   if (!(durationMs > 0) || !(rateBitsPerSec > 0) || !(bytesMoved >= 0)) return NaN;
   return (bytesMoved * 8) / ((durationMs / 1000) * rateBitsPerSec);
@@ -217,7 +228,8 @@ export function nftClearRuleset(): string {
  */
 export function nftLossRuleset(lossPct: number, ports: readonly number[]): string {
   const n = Math.round(lossPct * (LOSS_SCALE / 100));
-  const drop = `numgen random mod ${LOSS_SCALE} < ${n} counter drop`;
+  // The first counter sees every packet on the ports, the second only those dropped.
+  const drop = `counter numgen random mod ${LOSS_SCALE} < ${n} counter drop`;
   const set = `{ ${ports.join(', ')} }`;
   const rules = ports.length === 0 ? [`meta l4proto tcp ${drop}`] : [`tcp dport ${set} ${drop}`, `tcp sport ${set} ${drop}`];
   return [
@@ -239,23 +251,29 @@ export function parseRootQdisc(json: string): { kind: string; handle: string } |
   return root && root.kind !== undefined && root.handle !== undefined ? { kind: root.kind, handle: root.handle } : undefined;
 }
 
-/** Sum of the drop rules' counters in `nft -j list table inet migralab` output. */
-export function parseDropCounters(json: string): { packets: number; bytes: number } {
+/** What the loss rules saw and dropped (packets as the kernel handles them: a GSO/GRO super-packet counts once). */
+export interface LossCounters {
+  seenPackets: number;
+  seenBytes: number;
+  droppedPackets: number;
+  droppedBytes: number;
+}
+
+/** Sums the loss rules' counters (first counter: seen, second: dropped) in `nft -j list table inet migralab` output. */
+export function parseLossCounters(json: string): LossCounters {
   const doc = JSON.parse(json) as { nftables?: { rule?: { expr?: Record<string, unknown>[] } }[] };
-  let packets = 0;
-  let bytes = 0;
+  const sum: LossCounters = { seenPackets: 0, seenBytes: 0, droppedPackets: 0, droppedBytes: 0 };
   for (const item of doc.nftables ?? []) {
     const expr = item.rule?.expr ?? [];
     if (!expr.some((e) => 'drop' in e)) continue;
-    for (const e of expr) {
-      const c = e['counter'] as { packets?: number; bytes?: number } | undefined;
-      if (c) {
-        packets += c.packets ?? 0;
-        bytes += c.bytes ?? 0;
-      }
-    }
+    const counters = expr.flatMap((e) => (e['counter'] ? [e['counter'] as { packets?: number; bytes?: number }] : []));
+    const [seen, dropped] = counters.length >= 2 ? counters : [undefined, counters[0]];
+    sum.seenPackets += seen?.packets ?? 0;
+    sum.seenBytes += seen?.bytes ?? 0;
+    sum.droppedPackets += dropped?.packets ?? 0;
+    sum.droppedBytes += dropped?.bytes ?? 0;
   }
-  return { packets, bytes };
+  return sum;
 }
 
 /** Checks conditions and options; normalised copies, or a CONFIG error naming the bad value. */
@@ -380,9 +398,9 @@ export async function clearLinkConditions(nodes: NodeTransport[], opts: Pick<Sha
   }
 }
 
-/** What the loss rules on a node have dropped so far; undefined when our table is not there. */
-export async function lossDrops(node: NodeTransport): Promise<{ packets: number; bytes: number } | undefined> {
+/** What the loss rules on a node have seen and dropped so far; undefined when our table is not there. */
+export async function lossCounters(node: NodeTransport): Promise<LossCounters | undefined> {
   const r = await node.run(['nft', '-j', 'list', 'table', NFT_FAMILY, NFT_TABLE], { check: false, timeoutMs: 10_000 });
   if (r.exitCode !== 0) return undefined;
-  return parseDropCounters(r.stdout);
+  return parseLossCounters(r.stdout);
 }

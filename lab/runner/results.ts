@@ -98,6 +98,7 @@ export const iterationSchema = z.object({
         ramStart: z.number().nullable().optional(),
         postcopyStart: z.number().nullable().optional(),
         completed: z.number().nullable(),
+        destRunning: z.number().nullable().optional(),
         cleanedUp: z.number().nullable().optional(),
       }),
       /** QMP samples every 50 ms: disk and RAM remaining, dirty rate, throughput, RAM pass count. */
@@ -113,6 +114,8 @@ export const iterationSchema = z.object({
       ramIterations: z.number().nullable(),
       postcopyMs: ms,
       switchoverMs: ms,
+      /** From the source's `completed` until the destination ran: not in QEMU's downtime, but the guest is not running. */
+      resumeMs: ms,
       cleanupMs: ms,
     })
     .optional(),

@@ -146,9 +146,10 @@ describe('guest programs under QEMU', { timeout: 60_000 }, () => {
     expect(m.rateMiBs).toBeLessThan(20 * 1.25);
     expect(m.bytesDirtied / MiB / m.seconds).toBeCloseTo(m.rateMiBs, 3);
     expect(info.status).toBe('measured');
-    // the load plus the rest of the guest (kernel, shell): about the load's rate, never far below it
-    expect(info['dirty-rate']).toBeGreaterThan(20 * 0.75);
-    expect(info['dirty-rate']).toBeLessThan(20 * 2);
+    // distinct pages whose content changed within 1 s, estimated from ~1000 samples (±~11%), in
+    // whole MiB/s (rounded down); an idle guest of this kind measures 0
+    expect(info['dirty-rate']).toBeGreaterThanOrEqual(20 * 0.7);
+    expect(info['dirty-rate']).toBeLessThanOrEqual(20 * 1.5);
   });
 
   it('writes the disk at 5 MiB/s, and QEMU counts about those bytes', async () => {

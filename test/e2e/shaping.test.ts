@@ -12,7 +12,8 @@ import {
   applyLinkConditions,
   clearLinkConditions,
   efficiency,
-  lossDrops,
+  burstBytes,
+  lossCounters,
   netemAvailable,
   ROOT_HANDLE,
   type LinkConditions,
@@ -33,15 +34,17 @@ const started = new Set<number>();
 
 /**
  * One end of a transfer, run by `node -e`: `send` writes exactly N bytes then closes,
- * `recv` reads N bytes and prints {bytes, ms} timed from the connection to the last
- * byte. The listening end prints "listening" first. Bounded by a time limit.
+ * `recv` reads N bytes and prints {bytes, ms} timed to the last byte from the earliest
+ * moment data could flow (accept on the listening end, the connect() call on the
+ * other), so the time is never shorter than the transfer. The listening end prints
+ * "listening" first. Bounded by a time limit.
  */
 const END_SCRIPT = `
 const net = require('node:net');
 const [role, side, host, port, total, limitMs] = process.argv.slice(1);
 const want = Number(total);
 setTimeout(() => { console.log(JSON.stringify({ error: 'time limit' })); process.exit(2); }, Number(limitMs)).unref();
-function handle(s) {
+function handle(s, t0) {
   s.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
   if (role === 'send') {
     const buf = Buffer.alloc(65536, 7);
@@ -57,15 +60,14 @@ function handle(s) {
     pump();
     s.on('close', () => process.exit(0));
   } else {
-    const t0 = performance.now();
     let n = 0;
     const done = () => { console.log(JSON.stringify({ bytes: n, ms: performance.now() - t0 })); process.exit(0); };
     s.on('data', (d) => { n += d.length; if (n >= want) done(); });
     s.on('end', done);
   }
 }
-if (side === 'listen') net.createServer(handle).listen(Number(port), host, () => console.log('listening'));
-else { const s = net.connect(Number(port), host); s.on('connect', () => handle(s)); s.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); }); }
+if (side === 'listen') net.createServer((s) => handle(s, performance.now())).listen(Number(port), host, () => console.log('listening'));
+else { const t0 = performance.now(); const s = net.connect(Number(port), host); s.on('connect', () => handle(s, t0)); s.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); }); }
 `;
 
 interface End {
@@ -131,8 +133,28 @@ async function transfer(port: number, bytes: number, from: 'client' | 'listener'
   }
 }
 
-/** The best a link of `rate` can do for `bytes` of payload, ms. */
+/** bytes at the rate, ms. */
 const physicsMs = (bytes: number, rate: number) => ((bytes * 8) / rate) * 1000;
+/** Largest skb on a veth: TCP hands the qdisc GSO super-packets of up to 64 KiB. */
+const MAX_SKB = 64 * 1024;
+/**
+ * The least time a token bucket allows for `bytes` of payload: a full bucket goes out
+ * at once, the last skb may take the bucket into debt (htb and tbf charge a packet
+ * after sending it), the rest goes at the rate. Headers only add to it.
+ */
+const floorMs = (bytes: number, rate: number) => physicsMs(bytes - burstBytes(rate) - MAX_SKB, rate);
+
+/** Both nodes' loss counters once two reads 200 ms apart agree. */
+async function settledCounters(): Promise<unknown> {
+  let last = JSON.stringify([await lossCounters(a), await lossCounters(b)]);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = JSON.stringify([await lossCounters(a), await lossCounters(b)]);
+    if (now === last) return JSON.parse(now);
+    last = now;
+  }
+  throw new Error(`loss counters never settled: ${last}`);
+}
 
 async function rootQdiscOf(node: LocalNode): Promise<string> {
   return (await node.run(['tc', 'qdisc', 'show', 'dev', 'uplink'])).stdout.split('\n').find((l) => l.includes(' root')) ?? '';
@@ -188,9 +210,9 @@ describe('link conditions on the migration path (tc htb/tbf, nftables)', { timeo
 
     const best = physicsMs(4 * MiB, RATE);
     const eff = efficiency(capped.bytes, capped.ms, RATE);
-    console.log(`capped 4444: ${(4 * MiB) / MiB} MiB in ${capped.ms.toFixed(0)} ms (physics ${best.toFixed(0)} ms, ratio ${(capped.ms / best).toFixed(3)}, efficiency ${eff.toFixed(3)})`);
+    console.log(`capped 4444: 4 MiB in ${capped.ms.toFixed(0)} ms (physics ${best.toFixed(0)} ms, ratio ${(capped.ms / best).toFixed(3)}, efficiency ${eff.toFixed(3)})`);
     expect(capped.bytes).toBe(4 * MiB);
-    expect(capped.ms).toBeGreaterThanOrEqual(best);
+    expect(capped.ms).toBeGreaterThanOrEqual(floorMs(4 * MiB, RATE));
     expect(capped.ms).toBeLessThanOrEqual(1.25 * best);
     expect(eff).toBeGreaterThan(0.8);
     expect(eff).toBeLessThanOrEqual(1);
@@ -216,7 +238,7 @@ describe('link conditions on the migration path (tc htb/tbf, nftables)', { timeo
     const best = physicsMs(2 * MiB, RATE);
     console.log(`capped sport 4444: 2 MiB in ${r.ms.toFixed(0)} ms (physics ${best.toFixed(0)} ms, efficiency ${efficiency(r.bytes, r.ms, RATE).toFixed(3)})`);
     expect(r.bytes).toBe(2 * MiB);
-    expect(r.ms).toBeGreaterThanOrEqual(best);
+    expect(r.ms).toBeGreaterThanOrEqual(floorMs(2 * MiB, RATE));
     expect(r.ms).toBeLessThanOrEqual(1.25 * best);
   });
 
@@ -227,37 +249,63 @@ describe('link conditions on the migration path (tc htb/tbf, nftables)', { timeo
     const r = await transfer(5555, 2 * MiB);
     const best = physicsMs(2 * MiB, RATE);
     console.log(`tbf whole device, 5555: 2 MiB in ${r.ms.toFixed(0)} ms (physics ${best.toFixed(0)} ms, efficiency ${efficiency(r.bytes, r.ms, RATE).toFixed(3)})`);
-    expect(r.ms).toBeGreaterThanOrEqual(best);
+    expect(r.ms).toBeGreaterThanOrEqual(floorMs(2 * MiB, RATE));
     expect(r.ms).toBeLessThanOrEqual(1.25 * best);
   });
 
-  it('drops 10% on the migration ports: TCP still completes, the nft counters show the drops, other ports lose nothing', async () => {
-    const applied = await applyLinkConditions(nodes, { lossPct: 10 });
-    expect(applied).toMatchObject({ lossPct: 10, method: 'none', lossMethod: 'nftables', devices: [] });
-    expect(await rootQdiscOf(a)).not.toContain(ROOT_HANDLE);
+  it('drops 10% on the migration ports under a cap: TCP still completes, the counters show drops, other ports lose nothing', async () => {
+    const applied = await applyLinkConditions(nodes, { rateBitsPerSec: RATE, lossPct: 10 });
+    expect(applied).toMatchObject({ rateBitsPerSec: RATE, lossPct: 10, method: 'htb', lossMethod: 'nftables' });
 
-    const r = await transfer(4444, 1 * MiB);
-    expect(r.bytes).toBe(MiB);
-    const dropsA = (await lossDrops(a))!;
-    const dropsB = (await lossDrops(b))!;
-    console.log(`10% loss: 1 MiB in ${r.ms.toFixed(0)} ms; dropped a ${JSON.stringify(dropsA)} b ${JSON.stringify(dropsB)}`);
-    expect(dropsA.packets + dropsB.packets).toBeGreaterThan(0);
+    const r = await transfer(4444, 2 * MiB);
+    expect(r.bytes).toBe(2 * MiB);
+    const atA = (await lossCounters(a))!; // ACKs coming back to the sender
+    const atB = (await lossCounters(b))!; // data arriving at the receiver
+    console.log(
+      `16 Mbit/s + 10% loss: 2 MiB in ${r.ms.toFixed(0)} ms (physics ${physicsMs(2 * MiB, RATE).toFixed(0)} ms, efficiency ${efficiency(r.bytes, r.ms, RATE).toFixed(3)}); ` +
+        `data skbs dropped ${atB.droppedPackets}/${atB.seenPackets} (${(atB.seenBytes / atB.seenPackets).toFixed(0)} B/skb), ` +
+        `ack skbs dropped ${atA.droppedPackets}/${atA.seenPackets}`,
+    );
+    // ~130 skbs each dropped with p = 0.1: no drop at all would have p < 1e-5.
+    expect(atA.droppedPackets + atB.droppedPackets).toBeGreaterThan(0);
+    expect(atB.seenBytes).toBeGreaterThan(2 * MiB);
 
-    const before = dropsA.packets + dropsB.packets;
+    // Packets of the closing connection may still be in flight: let the counters settle.
+    const before = await settledCounters();
     const other = await transfer(5555, 1 * MiB);
     expect(other.bytes).toBe(MiB);
-    expect((await lossDrops(a))!.packets + (await lossDrops(b))!.packets).toBe(before);
+    expect(await settledCounters()).toEqual(before);
+  });
+
+  it('loss without a cap: TCP completes; the share dropped is per skb (GSO super-packets drop whole)', async () => {
+    await applyLinkConditions(nodes, { lossPct: 10 });
+    expect(await rootQdiscOf(a)).not.toContain(ROOT_HANDLE);
+    const r = await transfer(4444, 4 * MiB);
+    expect(r.bytes).toBe(4 * MiB);
+    const atA = (await lossCounters(a))!;
+    const atB = (await lossCounters(b))!;
+    const seen = atA.seenPackets + atB.seenPackets;
+    const share = (atA.droppedPackets + atB.droppedPackets) / seen;
+    console.log(
+      `10% loss, no cap: 4 MiB in ${r.ms.toFixed(0)} ms; data skbs dropped ${atB.droppedPackets}/${atB.seenPackets} ` +
+        `(${(atB.seenBytes / atB.seenPackets).toFixed(0)} B/skb), ack skbs ${atA.droppedPackets}/${atA.seenPackets}; overall ${(100 * share).toFixed(1)}%`,
+    );
+    // Each skb dropped with p = 0.1 (binomial): within 4 sigma of 10% for the n seen.
+    const fourSigma = 4 * Math.sqrt((0.1 * 0.9) / seen);
+    expect(seen).toBeGreaterThan(60);
+    expect(atA.droppedPackets + atB.droppedPackets).toBeGreaterThan(0);
+    expect(Math.abs(share - 0.1)).toBeLessThan(fourSigma);
   });
 
   it('clearLinkConditions restores full speed, removes our qdisc and table, and is idempotent', async () => {
     await applyLinkConditions(nodes, { rateBitsPerSec: RATE, lossPct: 1 });
-    expect(await lossDrops(a)).toBeDefined();
+    expect(await lossCounters(a)).toBeDefined();
     await clearLinkConditions(nodes);
     await clearLinkConditions(nodes); // nothing there: no error
     expect(await rootQdiscOf(a)).not.toContain(ROOT_HANDLE);
     expect(await rootQdiscOf(b)).not.toContain(ROOT_HANDLE);
-    expect(await lossDrops(a)).toBeUndefined();
-    expect(await lossDrops(b)).toBeUndefined();
+    expect(await lossCounters(a)).toBeUndefined();
+    expect(await lossCounters(b)).toBeUndefined();
     const r = await transfer(4444, 4 * MiB);
     console.log(`after clear, 4444: 4 MiB in ${r.ms.toFixed(1)} ms`);
     expect(r.ms).toBeLessThan(0.25 * physicsMs(4 * MiB, RATE));
@@ -268,7 +316,7 @@ describe('link conditions on the migration path (tc htb/tbf, nftables)', { timeo
     const second = await applyLinkConditions(nodes, { rateBitsPerSec: 2 * RATE });
     expect(second.rateBitsPerSec).toBe(2 * RATE);
     expect((await a.run(['tc', 'class', 'show', 'dev', 'uplink'])).stdout).toContain('rate 32Mbit');
-    expect(await lossDrops(a)).toBeUndefined();
+    expect(await lossCounters(a)).toBeUndefined();
   });
 
   it('delay without netem: a clear CONFIG error, and nothing was changed', async () => {
@@ -292,7 +340,7 @@ describe('link conditions on the migration path (tc htb/tbf, nftables)', { timeo
     console.log(`delay refused: ${(err as Error).message}`);
     expect(await rootQdiscOf(a)).not.toContain(ROOT_HANDLE);
     expect(await rootQdiscOf(b)).not.toContain(ROOT_HANDLE);
-    expect(await lossDrops(a)).toBeUndefined();
+    expect(await lossCounters(a)).toBeUndefined();
     // The probe left nothing on lo either.
     expect((await a.run(['tc', 'qdisc', 'show', 'dev', 'lo'])).stdout).not.toContain('4d4c');
   });

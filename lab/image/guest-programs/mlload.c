@@ -206,7 +206,10 @@ static int run_mem(struct load *l, double working_set_mib) {
   }
   for (uint64_t i = 0; i < pages; i++) {
     memset(base + i * PAGE, 0x5a, PAGE);
-    *(uint64_t *)(base + i * PAGE) = i + 1;
+    /* a page number at offset 8 keeps pages distinct; the counter stored at offset 0 later
+       must differ from what is there now (0x5a...), or a content-based dirty measurement
+       (QEMU's calc-dirty-rate page-sampling) would see an unchanged page */
+    *(uint64_t *)(base + i * PAGE + 8) = i + 1;
   }
   struct mem_ctx m = {.base = base, .pages = pages};
   snprintf(l->extra, sizeof l->extra, "workingSetBytes=%llu", (unsigned long long)(pages * PAGE));

@@ -4,20 +4,20 @@ import { crossCheck, type Views } from '../../../lab/measure/crosscheck.ts';
 
 describe('phase derivation', () => {
   it('block: mirror, then pre-copy without the downtime, then switchover and clean-up', () => {
-    const p = derivePhases({ mirrorReady: 250, ramStart: 252, postcopyStart: null, completed: 760, cleanedUp: 790 }, { setupTimeMs: 1, downtimeMs: 15, iterations: 3 });
-    expect(p).toEqual({ setupMs: 1, mirrorMs: 250, precopyMs: 760 - 252 - 15, ramIterations: 3, postcopyMs: null, switchoverMs: 15, cleanupMs: 30 });
+    const p = derivePhases({ mirrorReady: 250, ramStart: 252, postcopyStart: null, completed: 760, destRunning: 765, cleanedUp: 790 }, { setupTimeMs: 1, downtimeMs: 15, iterations: 3 });
+    expect(p).toEqual({ setupMs: 1, mirrorMs: 250, precopyMs: 760 - 252 - 15, ramIterations: 3, postcopyMs: null, switchoverMs: 15, resumeMs: 5, cleanupMs: 25 });
   });
   it('shared: no mirror', () => {
-    const p = derivePhases({ mirrorReady: null, ramStart: 0, postcopyStart: null, completed: 500, cleanedUp: 501 }, { setupTimeMs: 0, downtimeMs: 8, iterations: 2 });
+    const p = derivePhases({ mirrorReady: null, ramStart: 0, postcopyStart: null, completed: 500, destRunning: null, cleanedUp: 501 }, { setupTimeMs: 0, downtimeMs: 8, iterations: 2 });
     expect(p.mirrorMs).toBeNull();
     expect(p.precopyMs).toBe(492);
   });
   it('post-copy: pre-copy ends where post-copy starts', () => {
-    const p = derivePhases({ mirrorReady: null, ramStart: 0, postcopyStart: 300, completed: 900, cleanedUp: 900 }, { downtimeMs: 20 });
+    const p = derivePhases({ mirrorReady: null, ramStart: 0, postcopyStart: 300, completed: 900, destRunning: 900, cleanedUp: 900 }, { downtimeMs: 20 });
     expect(p).toMatchObject({ precopyMs: 300, postcopyMs: 600, switchoverMs: 20 });
   });
   it('a migration that never completed has no phase durations it cannot know', () => {
-    const p = derivePhases({ mirrorReady: 100, ramStart: null, postcopyStart: null, completed: null, cleanedUp: null }, {});
+    const p = derivePhases({ mirrorReady: 100, ramStart: null, postcopyStart: null, completed: null, destRunning: null, cleanedUp: null }, {});
     expect(p).toMatchObject({ mirrorMs: 100, precopyMs: null, cleanupMs: null, switchoverMs: null });
   });
 });

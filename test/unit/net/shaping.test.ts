@@ -10,7 +10,7 @@ import {
   nftLossRuleset,
   nftClearRuleset,
   parseRootQdisc,
-  parseDropCounters,
+  parseLossCounters,
   checkConditions,
   MIGRATION_PORTS,
 } from '../../../lab/net/shaping.ts';
@@ -134,30 +134,41 @@ describe('nftables ruleset', () => {
         'table inet migralab {',
         '  chain input {',
         '    type filter hook input priority 0; policy accept;',
-        '    tcp dport { 4444, 10809 } numgen random mod 10000 < 1000 counter drop',
-        '    tcp sport { 4444, 10809 } numgen random mod 10000 < 1000 counter drop',
+        '    tcp dport { 4444, 10809 } counter numgen random mod 10000 < 1000 counter drop',
+        '    tcp sport { 4444, 10809 } counter numgen random mod 10000 < 1000 counter drop',
         '  }',
         '}',
         '',
       ].join('\n'),
     );
-    expect(nftLossRuleset(0.25, [4444])).toContain('tcp dport { 4444 } numgen random mod 10000 < 25 counter drop');
-    expect(nftLossRuleset(100, [])).toContain('    meta l4proto tcp numgen random mod 10000 < 10000 counter drop\n');
+    expect(nftLossRuleset(0.25, [4444])).toContain('tcp dport { 4444 } counter numgen random mod 10000 < 25 counter drop');
+    expect(nftLossRuleset(100, [])).toContain('    meta l4proto tcp counter numgen random mod 10000 < 10000 counter drop\n');
   });
   it('clears with add+delete so that nothing there is not an error', () => {
     expect(nftClearRuleset()).toBe('add table inet migralab\ndelete table inet migralab\n');
   });
-  it('sums the drop counters', () => {
+  it('sums what the loss rules saw (first counter) and dropped (second)', () => {
+    const rule = (seen: [number, number], dropped: [number, number]) => ({
+      rule: {
+        expr: [
+          { match: {} },
+          { counter: { packets: seen[0], bytes: seen[1] } },
+          { match: { left: { numgen: {} } } },
+          { counter: { packets: dropped[0], bytes: dropped[1] } },
+          { drop: null },
+        ],
+      },
+    });
     const json = JSON.stringify({
       nftables: [
         { metainfo: { version: '1.0.6' } },
         { table: { family: 'inet', name: 'migralab' } },
-        { rule: { expr: [{ match: {} }, { counter: { packets: 14, bytes: 812 } }, { drop: null }] } },
-        { rule: { expr: [{ match: {} }, { counter: { packets: 28, bytes: 1_063_456 } }, { drop: null }] } },
+        rule([100, 150_000], [9, 13_500]),
+        rule([50, 2600], [6, 312]),
         { rule: { expr: [{ counter: { packets: 99, bytes: 99 } }, { accept: null }] } },
       ],
     });
-    expect(parseDropCounters(json)).toEqual({ packets: 42, bytes: 1_064_268 });
+    expect(parseLossCounters(json)).toEqual({ seenPackets: 150, seenBytes: 152_600, droppedPackets: 15, droppedBytes: 13_812 });
   });
 });
 
