@@ -42,7 +42,7 @@ import type { NodeTransport } from '../exec/node.ts';
 export interface LinkConditions {
   /** Bandwidth cap on each node's egress, bits per second. */
   rateBitsPerSec?: number;
-  /** Share of packets dropped on arrival at each node, percent (0.01 resolution). */
+  /** Share of the packets on the shaped ports dropped on arrival at each node (data at one end, ACKs at the other), percent, 0.01 resolution. */
   lossPct?: number;
   /** One-way delay added on each node's egress (so the round trip grows by 2x), ms. Needs netem. */
   delayMs?: number;
@@ -320,7 +320,7 @@ export async function netemAvailable(node: NodeTransport): Promise<boolean> {
   return (await probeNetem(node)).available;
 }
 
-/** The device's root qdisc; undefined when the device does not exist. */
+/** The device's root qdisc (the kernel's default shows as handle 0:), or 'no device'. */
 async function rootQdisc(node: NodeTransport, device: string): Promise<{ kind: string; handle: string } | 'no device'> {
   const r = await node.run(['tc', '-j', 'qdisc', 'show', 'dev', device], { check: false, timeoutMs: 10_000 });
   if (r.exitCode !== 0) {

@@ -61,13 +61,16 @@ const ms = (v: number | null | undefined) => (v === null || v === undefined ? '-
 
 export function iterationLine(r: IterationResult): string {
   if (!r.ok) return `FAILED: ${r.error}${r.guestOn ? ` (guest on ${r.guestOn.node}, ${r.guestOn.status})` : ''}`;
-  return [
+  const parts = [
     `ok in ${ms(r.durationMs)}`,
     `qemu downtime ${ms(r.qemu.downtimeMs)}`,
     `ping gap ${ms(r.ping.maxGapMs)} (${r.ping.lost}/${r.ping.sent} lost)`,
-    `RAM ${formatBytes(r.qemu.ramBytes ?? 0)}`,
-    `disk ${formatBytes(r.qemu.diskBytes ?? 0)}`,
-  ].join(', ');
+  ];
+  if (r.guest?.clockLossMs != null) parts.push(`guest lost ${ms(r.guest.clockLossMs)}`);
+  parts.push(`RAM ${formatBytes(r.qemu.ramBytes ?? 0)}`, `disk ${formatBytes(r.qemu.diskBytes ?? 0)}`);
+  if (r.link?.efficiency != null) parts.push(`link efficiency ${(r.link.efficiency * 100).toFixed(0)}%`);
+  const flags = (r.crossCheck ?? []).map((f) => `\n    ! ${f}`).join('');
+  return parts.join(', ') + flags;
 }
 
 function cell(d: Pick<Description, 'n'> & Partial<Description>, unit: 'ms' | 'n'): string {

@@ -14,7 +14,7 @@ import { startPauseProbe, stopPauseProbe, clockOffset } from '../../lab/guest/pr
 import { startWorkload, stopWorkload } from '../../lab/guest/workload.ts';
 import { buildGuestImage, kernelCmdline, type GuestImage } from '../../lab/image/build.ts';
 import { makeConfigDrive, type ConfigDriveMeta } from '../../lab/image/configdrive.ts';
-import { waitForGuestReady, type GuestShell } from '../../lab/qemu/guest-shell.ts';
+import { GuestShell, waitForGuestReady } from '../../lab/qemu/guest-shell.ts';
 import { QmpClient } from '../../lab/qemu/qmp.ts';
 
 const BOOT_TIMEOUT_MS = 30_000;
@@ -51,6 +51,7 @@ describe('guest programs under QEMU', { timeout: 60_000 }, () => {
   let qemu: ResultPromise | undefined;
   let shell: GuestShell | undefined;
   let qmp: QmpClient | undefined;
+  let ctlSocket = '';
   // The NIC's backend: a UDP socket on 127.0.0.1 that swallows whatever the guest sends.
   let wire: Socket | undefined;
 
@@ -67,7 +68,7 @@ describe('guest programs under QEMU', { timeout: 60_000 }, () => {
     wire = createSocket('udp4');
     await new Promise<void>((resolve) => wire!.bind(0, '127.0.0.1', resolve));
 
-    const ctlSocket = path.join(dir, 'ctl.sock');
+    ctlSocket = path.join(dir, 'ctl.sock');
     const qmpSocket = path.join(dir, 'qmp.sock');
     qemu = execa(
       'qemu-system-x86_64',
@@ -152,15 +153,20 @@ describe('guest programs under QEMU', { timeout: 60_000 }, () => {
     expect(info['dirty-rate']).toBeLessThanOrEqual(20 * 1.5);
   });
 
-  it('writes the disk at 5 MiB/s, and QEMU counts about those bytes', async () => {
+  it('writes the disk at 5 MiB/s, and QEMU counts about those bytes; stopped from a new control connection', async () => {
     const stats = async () => {
       const all = await qmp!.execute<BlockStats[]>('query-blockstats');
       return all.find((b) => b.qdev?.includes('vda') || b['node-name'] === 'data0')!.stats.wr_bytes;
     };
     const before = await stats();
-    const w = await startWorkload(shell!, { disk: { rateMiBs: 5, offsetMiB: 8, sizeMiB: 16 } });
+    const started = await startWorkload(shell!, { disk: { rateMiBs: 5, offsetMiB: 8, sizeMiB: 16 } });
+    // what a caller keeps across a migration: the plain value, and a new connection to the guest
+    const w = JSON.parse(JSON.stringify(started)) as typeof started;
+    shell!.close();
     await sleep(2_000);
-    const report = await stopWorkload(shell!, w);
+    shell = await GuestShell.connect(ctlSocket);
+    await shell.waitReady({ timeoutMs: 10_000 });
+    const report = await stopWorkload(shell, w);
     const qemuBytes = (await stats()) - before;
     console.log(`disk load: ${JSON.stringify(report.disk)}; QEMU wr_bytes delta: ${qemuBytes}`);
     const d = report.disk!;
@@ -200,6 +206,7 @@ describe('guest programs under QEMU', { timeout: 60_000 }, () => {
         `after ${after.offsetMs.toFixed(1)} ± ${after.uncertaintyMs.toFixed(1)} ms, delta ${offsetDelta.toFixed(1)} ms; probe loop: ${JSON.stringify(seen)}`,
     );
     expect(pausedMs).toBeGreaterThan(450);
+    expect(Math.abs(offsetDelta - 500)).toBeLessThan(150);
     expect(before.uncertaintyMs).toBeLessThan(50);
     expect(after.uncertaintyMs).toBeLessThan(50);
     // TCG: the guest's clocks stood still during the pause, so its realtime fell behind by it
