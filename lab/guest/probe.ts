@@ -4,8 +4,8 @@
  * depends on the accelerator:
  *
  * - the pause probe: a loop in the guest sleeping `periodUs` and reporting the largest
- *   gap between two rounds on the guest's CLOCK_MONOTONIC. Under KVM the guest's clocks
- *   follow the host's, so a paused vCPU wakes to a gap as long as the pause.
+ *   gap between two rounds on the guest's CLOCK_MONOTONIC: stalls the guest's own clocks
+ *   saw (under KVM with a TSC clocksource, a paused VM's too: its TSC ran on).
  * - the clock offset: host wall clock minus guest CLOCK_REALTIME, sampled from the host
  *   before and after. Under TCG the guest's clocks are QEMU's virtual clock, which stops
  *   while the VM is stopped: the loop sees no gap, but the guest's clock falls behind the

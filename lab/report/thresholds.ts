@@ -1,12 +1,14 @@
 import type { Scenario } from '../config/scenario.ts';
 import type { Results } from '../runner/results.ts';
 import { stats } from '../measure/stats.ts';
-import { formatValue, groups, metricOf, valuesOf, type MetricKey, type StrategyGroup } from './metrics.ts';
+import { formatValue, groups, metricOf, valuesOf, type CellGroup, type MetricKey } from './metrics.ts';
 
 export interface ThresholdCheck {
-  /** e.g. `block: ping interruption p95 <= 500 ms` */
+  /** e.g. `block, link.rate=400Mbit: ping interruption p95 <= 500 ms` (the cell's label first; the strategy without matrix axes) */
   name: string;
   strategy: string;
+  /** The matrix cell's label (the strategy for a scenario without axes). */
+  cell: string;
   /** A metric key of lab/report/metrics.ts, or `failureRate`. */
   metric: string;
   /** `max`, `p95`, `p90`, `median`, or `rate` for the failure rate. */
@@ -31,10 +33,10 @@ const limits = [
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 const percent = (r: number) => `${Math.round(r * 1000) / 10}%`;
 
-function metricCheck(g: StrategyGroup, key: MetricKey, statistic: Statistic, limit: number): ThresholdCheck {
+function metricCheck(g: CellGroup, key: MetricKey, statistic: Statistic, limit: number): ThresholdCheck {
   const m = metricOf(key);
-  const name = `${g.strategy}: ${m.label} ${statistic} <= ${limit}${m.unit === 'ms' ? ' ms' : ''}`;
-  const base = { name, strategy: g.strategy, metric: key, statistic, limit };
+  const name = `${g.label}: ${m.label} ${statistic} <= ${limit}${m.unit === 'ms' ? ' ms' : ''}`;
+  const base = { name, strategy: g.strategy, cell: g.label, metric: key, statistic, limit };
   if (g.ok.length === 0) {
     const n = g.iterations.length;
     const why = n === 0 ? 'no iteration ran' : n === 1 ? 'the only iteration failed' : `all ${n} iterations failed`;
@@ -51,8 +53,8 @@ function metricCheck(g: StrategyGroup, key: MetricKey, statistic: Statistic, lim
   return { ...base, observed, held: observed <= limit, reason: `observed ${statistic} ${formatValue(observed, m.unit)} ${over}` };
 }
 
-function failureRateCheck(g: StrategyGroup, limit: number): ThresholdCheck {
-  const base = { name: `${g.strategy}: failure rate <= ${percent(limit)}`, strategy: g.strategy, metric: 'failureRate', statistic: 'rate', limit };
+function failureRateCheck(g: CellGroup, limit: number): ThresholdCheck {
+  const base = { name: `${g.label}: failure rate <= ${percent(limit)}`, strategy: g.strategy, cell: g.label, metric: 'failureRate', statistic: 'rate', limit };
   const all = g.iterations.length;
   if (all === 0) return { ...base, observed: null, held: false, reason: 'nothing to measure: no iteration ran' };
   const failed = all - g.ok.length;
@@ -61,8 +63,9 @@ function failureRateCheck(g: StrategyGroup, limit: number): ThresholdCheck {
 }
 
 /**
- * One check per threshold given × strategy in the results (including a strategy the
- * scenario asked for that never ran, which then does not hold). Metric limits apply to
+ * One check per threshold given × matrix cell in the results, in cell order (without
+ * matrix axes a cell is a strategy; a strategy the scenario asked for that never ran is
+ * checked too, and then does not hold). Metric limits apply to
  * the chosen statistic over successful iterations; a failure does not count there, only
  * in maxFailureRate.
  */

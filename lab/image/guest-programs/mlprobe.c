@@ -20,16 +20,18 @@
  * means the loop was often late (an overloaded or stalled vCPU).
  *
  * What the loop can and cannot see. The gap measures time that passed on the guest's own
- * clocks while this process did not run. Under KVM the guest's clocks (kvmclock / TSC)
- * follow the host's time, so a VM paused for a migration's switchover wakes up to a gap
- * as long as the pause: the loop catches it. Under TCG (no KVM), the guest's clocks are
- * driven by QEMU's virtual clock, which stops while the VM is stopped (QMP `stop`, the
- * migration's final phase): the guest sees no gap at all, only its CLOCK_REALTIME falls
- * behind the host's by the length of the pause. `mlprobe clock`, read from the host
- * before and after (host wall clock minus guest realtime, lab/guest/probe.ts
- * clockOffset), catches that: the offset grows by the time the guest did not see.
- * Under KVM the offset may also stay put (kvmclock is re-synchronised after the pause),
- * which is why both methods exist.
+ * clocks while this process did not run (a busy or descheduled vCPU, a stalled workload).
+ * Under TCG (no KVM), the guest's clocks are driven by QEMU's virtual clock, which stops
+ * while the VM is stopped (QMP `stop`, a migration's final phase): the guest sees no gap
+ * at all for the pause itself, only its CLOCK_REALTIME falls behind the host's by the
+ * length of the pause (measured: a 513 ms QMP stop/cont left a largest loop gap of
+ * 7-19 ms, i.e. ordinary TCG jitter, and moved the clock offset by 507-519 ms).
+ * `mlprobe clock`, read from the host before and after (host wall clock minus guest
+ * realtime: lab/guest/probe.ts clockOffset), catches that: the offset grows by the time
+ * the guest did not see. Under KVM the guest's TSC keeps running with the host's, so a
+ * guest on a TSC clocksource wakes up to a gap as long as the pause and the loop catches
+ * it; with kvmclock QEMU may restore the clock as it was at the stop, and then it is the
+ * offset again. Record both, and say which method saw the pause.
  */
 #define _GNU_SOURCE
 #include <errno.h>
