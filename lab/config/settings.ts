@@ -7,6 +7,19 @@ import { parseRateBits, parseSize } from './size.ts';
  * schema used both for the scenario's base values and for every value of an axis.
  */
 
+/** "default" (QEMU's own cap, 128 MiB/s in 7.2) or a rate: null means leave QEMU's default. */
+const bandwidth = z
+  .union([z.string(), z.number(), z.null()], { error: 'expected a bandwidth like 1GiB/s or 800Mbit, or "default"' })
+  .transform((v, ctx) => {
+    if (v === 'default' || v === null) return null;
+    const bits = parseRateBits(v);
+    if (bits === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'expected a bandwidth like 1GiB/s or 800Mbit, or "default" (QEMU\'s own cap)' });
+      return z.NEVER;
+    }
+    return bits;
+  });
+
 const rate = (what: string) =>
   // null is what "unlimited" parses to, so a scenario as run (results.json) parses again unchanged.
   z.union([z.string(), z.number(), z.null()], { error: `expected ${what} like 100Mbit, 1Gbit or 12MiB/s, or "unlimited"` }).transform((v, ctx) => {
@@ -36,7 +49,7 @@ export const leaves = {
   'workload.memory.rateMiBs': z.number({ error: 'expected MiB/s of memory to dirty' }).min(0),
   'workload.memory.workingSet': bytes,
   'workload.disk.rateMiBs': z.number({ error: 'expected MiB/s of disk writes' }).min(0),
-  'tunables.maxBandwidth': rate('a migration bandwidth'),
+  'tunables.maxBandwidth': bandwidth,
   'tunables.downtimeLimitMs': z.number({ error: 'expected a downtime limit in ms' }).int().positive(),
   'tunables.autoConverge': z.boolean({ error: 'expected true or false' }),
   'tunables.multifdChannels': z.number({ error: 'expected a number of channels (0 = off)' }).int().min(0).max(16),

@@ -40,6 +40,8 @@ export class Guest {
   readonly mac: string;
   readonly tap: string;
   readonly uuid = randomUUID();
+  /** Set when the guest stopped answering its control shell: later iterations are skipped, saying why. */
+  broken: string | undefined;
 
   constructor(
     readonly def: GuestDef,

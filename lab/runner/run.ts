@@ -185,18 +185,29 @@ async function iterate(
     verified: { onDestination: false, sourceGone: false, diskIntact: false, answersPing: false },
     notes: [],
   };
-  const probe = await guest.writeProbe(index);
-
-  // The guest's side: its workload, its pause probe, its clock against ours.
+  if (guest.broken) {
+    r.error = `skipped: ${guest.broken}`;
+    r.notes.push('not run: the guest stopped answering its control shell in an earlier iteration');
+    return r;
+  }
+  // The guest's side: a fresh probe block on its disk, its workload, its pause probe, its clock against ours.
   const workloadSpec = workloadFor(settings, guest);
+  let probe: Awaited<ReturnType<Guest['writeProbe']>>;
   let workload: RunningWorkload | undefined;
-  let pause: Awaited<ReturnType<typeof startPauseProbe>> | undefined;
-  let offsetBefore: Awaited<ReturnType<typeof clockOffset>> | undefined;
-  {
+  let pause: Awaited<ReturnType<typeof startPauseProbe>>;
+  let offsetBefore: Awaited<ReturnType<typeof clockOffset>>;
+  try {
+    probe = await guest.writeProbe(index);
     await using sh = await guest.shell();
     if (workloadSpec) workload = await startWorkload(sh, workloadSpec);
     pause = await startPauseProbe(sh, { periodUs: GUEST_PROBE_PERIOD_US });
     offsetBefore = await clockOffset(sh);
+  } catch (e) {
+    if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+    guest.broken = `guest ${guest.def.name} stopped answering on ${source.name} (iteration ${index + 1}): ${(e as Error).message}`;
+    r.error = `not migrated: ${guest.broken}`;
+    r.guestOn = { node: source.name, status: await guest.current.status().catch(() => 'unknown') };
+    return r;
   }
 
   let requestAt: number | undefined;
@@ -212,6 +223,7 @@ async function iterate(
     const srcNode = nodeTransport(source);
     const tx0 = await txBytes(srcNode);
     const cpu0 = process.cpuUsage();
+    let migrated = false;
     try {
       const { dest, figures } = await migrate({
         strategy: guest.def.strategy,
@@ -228,6 +240,7 @@ async function iterate(
         onProgress: ev.progress,
         signal: opts.signal,
       });
+      migrated = true;
       const cpu = process.cpuUsage(cpu0);
       r.harness!.cpuMs = (cpu.user + cpu.system) / 1000;
       const tx1 = await txBytes(srcNode);
@@ -281,10 +294,13 @@ async function iterate(
       r.ok = false;
       r.error = e instanceof Error ? e.message : String(e);
       if (e instanceof MigrationFailed) r.guestOn = e.guestState;
-      r.notes.push('QEMU figures are missing because the migration did not complete');
+      if (migrated) {
+        r.error = `migrated, but the checks after it did not finish: ${r.error}`;
+        guest.broken = `guest ${guest.def.name} stopped answering after iteration ${index + 1}: ${(e as Error).message}`;
+      } else r.notes.push('QEMU figures are missing because the migration did not complete');
     }
     // The guest's view, read wherever it runs now (destination, or source after a failure).
-    try {
+    if (!guest.broken) try {
       await using sh = await guest.shell();
       const offsetAfter = await clockOffset(sh);
       const p = await stopPauseProbe(sh, pause);
