@@ -5,7 +5,7 @@ import { fieldName } from '../config/load.ts';
 import { MigralabError } from '../errors.ts';
 import { bootstrapMedianDiff, median, present, type DiffInterval } from '../measure/stats.ts';
 import { resultsSchema, type Results } from '../runner/results.ts';
-import { formatValue, groups, metrics, valuesOf, type MetricKey, type MetricUnit, type StrategyGroup } from './metrics.ts';
+import { formatValue, groups, metrics, valuesOf, type CellGroup, type MetricKey, type MetricUnit } from './metrics.ts';
 
 /**
  * `regression`/`improvement`: the median moved by more than the tolerance and the 95%
@@ -14,6 +14,8 @@ import { formatValue, groups, metrics, valuesOf, type MetricKey, type MetricUnit
 export type Verdict = 'regression' | 'improvement' | 'same' | 'unmeasured';
 
 export interface MetricComparison {
+  /** The matrix cell's label (the strategy for a scenario without axes). */
+  cell: string;
   strategy: Strategy;
   metric: MetricKey;
   label: string;
@@ -37,7 +39,9 @@ export interface RunIdentity {
   startedAt: string;
 }
 
-export interface StrategyRuns {
+export interface CellRuns {
+  /** The matrix cell's label (the strategy for a scenario without axes). */
+  cell: string;
   strategy: Strategy;
   baseline: { iterations: number; failed: number };
   current: { iterations: number; failed: number };
@@ -48,13 +52,13 @@ export interface Comparison {
   current: RunIdentity;
   tolerancePct: number;
   seed: number;
-  /** Strategies that ran in both, in the current run's order. */
-  strategies: StrategyRuns[];
-  /** Per compared strategy, per metric. */
+  /** Matrix cells (strategies, without axes) that ran in both, matched by label, in the current run's order. */
+  cells: CellRuns[];
+  /** Per compared cell, per metric. */
   rows: MetricComparison[];
   /** One message per differing environment field, naming both values. */
   environmentWarnings: string[];
-  /** Other things that make the comparison weaker: strategies on one side only, more failures, other scenario settings. */
+  /** Other things that make the comparison weaker: cells on one side only, more failures, other scenario settings. */
   warnings: string[];
   regressions: number;
   improvements: number;
@@ -94,7 +98,7 @@ function scenarioDifferences(baseline: Results, current: Results): string[] {
   return out;
 }
 
-function compareMetric(strategy: Strategy, b: StrategyGroup, c: StrategyGroup, m: (typeof metrics)[number], tolerancePct: number, seed: number): MetricComparison {
+function compareMetric(b: CellGroup, c: CellGroup, m: (typeof metrics)[number], tolerancePct: number, seed: number): MetricComparison {
   const bv = present(valuesOf(b.ok, m));
   const cv = present(valuesOf(c.ok, m));
   const bm = median(bv);
@@ -112,7 +116,8 @@ function compareMetric(strategy: Strategy, b: StrategyGroup, c: StrategyGroup, m
     else verdict = 'same';
   }
   const row: MetricComparison = {
-    strategy,
+    cell: c.label,
+    strategy: c.strategy,
     metric: m.key,
     label: m.label,
     unit: m.unit,
@@ -128,43 +133,43 @@ function compareMetric(strategy: Strategy, b: StrategyGroup, c: StrategyGroup, m
 }
 
 /**
- * Per strategy in both runs and per metric: the change of the median over successful
- * iterations, its 95% bootstrap interval (current - baseline), and a verdict against
- * `tolerancePct` percent of the baseline median.
+ * Per matrix cell in both runs (matched by label; without matrix axes a cell is a
+ * strategy) and per metric: the change of the median over successful iterations, its
+ * 95% bootstrap interval (current - baseline), and a verdict against `tolerancePct`
+ * percent of the baseline median. A cell in one run only is a warning, not compared.
  */
 export function compareResults(baseline: Results, current: Results, opts: { tolerancePct: number; seed?: number }): Comparison {
   const seed = opts.seed ?? 1;
   const bGroups = groups(baseline).filter((g) => g.iterations.length > 0);
   const cGroups = groups(current).filter((g) => g.iterations.length > 0);
   const warnings = scenarioDifferences(baseline, current);
-  for (const g of bGroups)
-    if (!cGroups.some((c) => c.strategy === g.strategy)) warnings.push(`${g.strategy}: only in the baseline, not compared`);
-  for (const g of cGroups)
-    if (!bGroups.some((b) => b.strategy === g.strategy)) warnings.push(`${g.strategy}: only in the current run, not compared`);
+  for (const g of bGroups) if (!cGroups.some((c) => c.label === g.label)) warnings.push(`${g.label}: only in the baseline, not compared`);
+  for (const g of cGroups) if (!bGroups.some((b) => b.label === g.label)) warnings.push(`${g.label}: only in the current run, not compared`);
 
-  const strategies: StrategyRuns[] = [];
+  const cells: CellRuns[] = [];
   const rows: MetricComparison[] = [];
   for (const c of cGroups) {
-    const b = bGroups.find((g) => g.strategy === c.strategy);
+    const b = bGroups.find((g) => g.label === c.label);
     if (!b) continue;
-    const runs: StrategyRuns = {
+    const runs: CellRuns = {
+      cell: c.label,
       strategy: c.strategy,
       baseline: { iterations: b.iterations.length, failed: b.iterations.length - b.ok.length },
       current: { iterations: c.iterations.length, failed: c.iterations.length - c.ok.length },
     };
-    strategies.push(runs);
+    cells.push(runs);
     if (runs.current.failed / runs.current.iterations > runs.baseline.failed / runs.baseline.iterations)
       warnings.push(
-        `${c.strategy}: ${runs.current.failed}/${runs.current.iterations} iterations failed in the current run (baseline ${runs.baseline.failed}/${runs.baseline.iterations})`,
+        `${c.label}: ${runs.current.failed}/${runs.current.iterations} iterations failed in the current run (baseline ${runs.baseline.failed}/${runs.baseline.iterations})`,
       );
-    for (const m of metrics) rows.push(compareMetric(c.strategy, b, c, m, opts.tolerancePct, seed));
+    for (const m of metrics) rows.push(compareMetric(b, c, m, opts.tolerancePct, seed));
   }
   return {
     baseline: identity(baseline),
     current: identity(current),
     tolerancePct: opts.tolerancePct,
     seed,
-    strategies,
+    cells,
     rows,
     environmentWarnings: environmentDifferences(baseline.environment, current.environment),
     warnings,
@@ -209,12 +214,13 @@ export function formatComparison(c: Comparison): string {
     '',
   ];
   if (c.rows.length > 0) {
-    const header = ['strategy', 'metric', 'ok/runs', 'baseline', 'current', 'change', '95% interval', 'verdict'];
+    // "cell" once a matrix cell says more than its strategy
+    const header = [c.rows.every((r) => r.cell === r.strategy) ? 'strategy' : 'cell', 'metric', 'ok/runs', 'baseline', 'current', 'change', '95% interval', 'verdict'];
     const body = c.rows.map((r) => {
-      const runs = c.strategies.find((s) => s.strategy === r.strategy)!;
+      const runs = c.cells.find((s) => s.cell === r.cell)!;
       const ok = (x: { iterations: number; failed: number }) => `${x.iterations - x.failed}/${x.iterations}`;
       return [
-        r.strategy,
+        r.cell,
         r.label,
         `${ok(runs.baseline)} -> ${ok(runs.current)}`,
         formatValue(r.baseline.median, r.unit),
@@ -226,9 +232,9 @@ export function formatComparison(c: Comparison): string {
     });
     lines.push(...table([header, ...body]));
     lines.push(`medians over successful iterations; change = current - baseline; tolerance ${c.tolerancePct}% of the baseline median`);
-    const small = [...new Set(c.rows.filter((r) => r.warning).map((r) => `${r.strategy}: ${r.warning}`))];
+    const small = [...new Set(c.rows.filter((r) => r.warning).map((r) => `${r.cell}: ${r.warning}`))];
     for (const w of small) lines.push(`* ${w}`);
-  } else lines.push('no strategy ran in both runs: nothing to compare');
+  } else lines.push('no cell (strategy) ran in both runs: nothing to compare');
   for (const w of c.environmentWarnings) lines.push(`warning: environment: ${w}`);
   for (const w of c.warnings) lines.push(`warning: ${w}`);
   lines.push('', c.regressions === 0 ? `no regression (${c.improvements} improved)` : `${c.regressions} regression${c.regressions === 1 ? '' : 's'} (${c.improvements} improved)`);

@@ -1,4 +1,5 @@
 import type { IterationResult, Results } from '../runner/results.ts';
+import { cellOf } from './metrics.ts';
 
 /**
  * CSV export: RFC 4180, one header row then one row per iteration, in the order of
@@ -6,7 +7,10 @@ import type { IterationResult, Results } from '../runner/results.ts';
  * the last row included. A field is quoted when it holds a comma, a double quote, CR
  * or LF; quotes inside are doubled. null/undefined give an empty field; numbers are
  * written as results.json holds them (JavaScript's shortest round-trip form, the same
- * text JSON.stringify writes), never rounded; booleans as `true`/`false`.
+ * text JSON.stringify writes), never rounded; booleans as `true`/`false`. A figure
+ * that results.json does not hold (an older file without phases, link, guest or harness
+ * views) is an empty field. `cell` is the matrix cell's label, the strategy for a run
+ * without matrix axes; lists (notes, crossCheck) are joined with "; ".
  */
 
 type Cell = string | number | boolean | null | undefined;
@@ -14,6 +18,7 @@ type Cell = string | number | boolean | null | undefined;
 export const csvColumns: ReadonlyArray<readonly [header: string, get: (i: IterationResult) => Cell]> = [
   ['index', (i) => i.index],
   ['strategy', (i) => i.strategy],
+  ['cell', (i) => cellOf(i).label],
   ['repetition', (i) => i.repetition],
   ['source', (i) => i.source],
   ['destination', (i) => i.destination],
@@ -34,11 +39,24 @@ export const csvColumns: ReadonlyArray<readonly [header: string, get: (i: Iterat
   ['ping.maxGapMs', (i) => i.ping.maxGapMs],
   ['ping.maxRttMs', (i) => i.ping.maxRttMs],
   ['ping.medianGapMs', (i) => i.ping.medianGapMs],
+  ['phases.mirrorMs', (i) => i.phases?.mirrorMs],
+  ['phases.precopyMs', (i) => i.phases?.precopyMs],
+  ['phases.ramIterations', (i) => i.phases?.ramIterations],
+  ['phases.switchoverMs', (i) => i.phases?.switchoverMs],
+  ['phases.resumeMs', (i) => i.phases?.resumeMs],
+  ['link.rateBitsPerSec', (i) => i.link?.rateBitsPerSec],
+  ['link.wireBytes', (i) => i.link?.wireBytes],
+  ['link.efficiency', (i) => i.link?.efficiency],
+  ['guest.clockLossMs', (i) => i.guest?.clockLossMs],
+  ['guest.probeMaxGapMs', (i) => i.guest?.probeMaxGapMs],
+  ['harness.cpuMs', (i) => i.harness?.cpuMs],
+  ['harness.pingCpuMs', (i) => i.harness?.pingCpuMs],
   ['verified.onDestination', (i) => i.verified.onDestination],
   ['verified.sourceGone', (i) => i.verified.sourceGone],
   ['verified.diskIntact', (i) => i.verified.diskIntact],
   ['verified.answersPing', (i) => i.verified.answersPing],
   ['notes', (i) => i.notes.join('; ')],
+  ['crossCheck', (i) => i.crossCheck?.join('; ')],
 ];
 
 export const CSV_EOL = '\r\n';

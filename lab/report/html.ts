@@ -8,16 +8,31 @@ import type { Stats } from '../measure/stats.ts';
 import type { IterationResult, Results } from '../runner/results.ts';
 import { loadResults } from './compare.ts';
 import { formatNumber } from './markdown.ts';
-import { blockMinusShared, groups, metricOf, metrics, strategyStats, type MetricKey, type MetricUnit } from './metrics.ts';
+import {
+  blockMinusShared,
+  cellGroups,
+  cellOf,
+  groups,
+  hasAxes,
+  metricOf,
+  metrics,
+  strategyStats,
+  type CellStats,
+  type GroupDifference,
+  type MetricKey,
+  type MetricUnit,
+} from './metrics.ts';
 import { evaluateThresholds, type ThresholdCheck } from './thresholds.ts';
 
 /**
  * The HTML report: one self-contained file that opens offline. Tables (summary
- * statistics, iterations, environment, scenario as run) are rendered here, so their
- * figures are in the DOM; the charts are drawn in the page by Chart.js, whose UMD
- * build is inlined from the npm package, from the data embedded as JSON. A
+ * statistics per matrix cell, iterations, environment, scenario as run) are rendered
+ * here, so their figures are in the DOM; the charts are drawn in the page by Chart.js,
+ * whose UMD build is inlined from the npm package, from the data embedded as JSON. A
  * Content-Security-Policy forbids every fetch, so the page cannot reach the network
- * even by mistake.
+ * even by mistake. A matrix cell is a strategy and one value of every axis of the
+ * scenario (without axes, a cell is a strategy); block − shared compares the two cells
+ * of each group of cells that differ only by strategy.
  */
 
 export interface ReportRun {
@@ -45,7 +60,8 @@ export interface Distribution {
   metric: MetricKey;
   label: string;
   unit: MetricUnit;
-  strategies: { strategy: Strategy; median: number | null; points: DistributionPoint[]; failed: number }[];
+  /** One x category per matrix cell, in cell order. */
+  cells: { label: string; strategy: Strategy; group: string; median: number | null; points: DistributionPoint[]; failed: number }[];
 }
 
 export interface Gap {
@@ -57,7 +73,11 @@ export interface Gap {
 
 export interface TimelineView {
   index: number;
+  /** The x range of this timeline: shared by the cells of its group (which differ only by strategy), so they compare by eye. */
+  range: { min: number; max: number } | null;
   strategy: Strategy;
+  /** The matrix cell's label (the strategy without axes). */
+  cell: string;
   repetition: number;
   ok: boolean;
   gap: Gap | null;
@@ -73,7 +93,7 @@ export interface ReportData {
     results: Results;
     distributions: Distribution[];
     timelines: TimelineView[];
-    /** One x range for every timeline of the run, so they compare by eye. */
+    /** One x range covering every timeline of the run. */
     timelineRange: { min: number; max: number } | null;
   }[];
 }
@@ -99,44 +119,61 @@ export function distributions(results: Results): Distribution[] {
       metric: key,
       label: m.label,
       unit: m.unit,
-      strategies: gs.map((g) => {
+      cells: gs.map((g) => {
         const points: DistributionPoint[] = [];
         for (const it of g.ok) {
           const value = m.get(it);
           if (typeof value === 'number' && !Number.isNaN(value)) points.push({ index: it.index, repetition: it.repetition, value });
         }
-        const median = per.find((s) => s.strategy === g.strategy)?.stats[key].median;
-        return { strategy: g.strategy, median: median ?? null, points, failed: g.iterations.length - g.ok.length };
+        const median = per.find((s) => s.label === g.label)?.stats[key].median;
+        return { label: g.label, strategy: g.strategy, group: g.group, median: median ?? null, points, failed: g.iterations.length - g.ok.length };
       }),
     };
   });
 }
 
-function timelineRange(results: Results): { min: number; max: number } | null {
+function timelineRange(iterations: readonly IterationResult[]): { min: number; max: number } | null {
   let min = Infinity;
   let max = -Infinity;
-  for (const it of results.iterations) {
+  for (const it of iterations) {
     if (!it.timeline) continue;
-    const xs = [0, ...it.timeline.ping.map(([o]) => o), it.timeline.marks.mirrorReady, it.timeline.marks.completed];
+    const m = it.timeline.marks;
+    const xs = [0, ...it.timeline.ping.map(([o]) => o), ...(it.timeline.samples ?? []).map((s) => s.t), m.mirrorReady, m.ramStart, m.postcopyStart, m.completed, m.destRunning];
     for (const x of xs) if (typeof x === 'number') ((min = Math.min(min, x)), (max = Math.max(max, x)));
   }
   return min === Infinity ? null : { min: Math.floor(min / 50) * 50, max: Math.ceil(max / 50) * 50 };
+}
+
+/** Per group of cells (which differ only by strategy), the x range of their timelines. */
+function groupRanges(results: Results): Map<string, { min: number; max: number } | null> {
+  return new Map(cellGroups(results).map(({ group, cells }) => [group, timelineRange(cells.flatMap((c) => c.iterations))]));
 }
 
 export function reportData(runs: readonly ReportRun[], title: string, generatedAt: Date): ReportData {
   return {
     title,
     generatedAt: generatedAt.toISOString(),
-    runs: runs.map((r, k) => ({
-      id: `run-${k}`,
-      path: r.path,
-      results: r.results,
-      distributions: distributions(r.results),
-      timelines: r.results.iterations
-        .filter((it) => it.timeline)
-        .map((it) => ({ index: it.index, strategy: it.strategy, repetition: it.repetition, ok: it.ok, gap: largestGap(it.timeline) })),
-      timelineRange: timelineRange(r.results),
-    })),
+    runs: runs.map((r, k) => {
+      const ranges = groupRanges(r.results);
+      return {
+        id: `run-${k}`,
+        path: r.path,
+        results: r.results,
+        distributions: distributions(r.results),
+        timelines: r.results.iterations
+          .filter((it) => it.timeline)
+          .map((it) => ({
+            index: it.index,
+            range: ranges.get(cellOf(it).group) ?? null,
+            strategy: it.strategy,
+            cell: cellOf(it).label,
+            repetition: it.repetition,
+            ok: it.ok,
+            gap: largestGap(it.timeline),
+          })),
+        timelineRange: timelineRange(r.results.iterations),
+      };
+    }),
   };
 }
 
@@ -179,44 +216,57 @@ function numCell(value: number | null | undefined, unit: MetricUnit, attrs: Reco
 
 const unitSuffix = (unit: MetricUnit) => (unit === 'ms' ? ' (ms)' : '');
 
+/** The cells of a run in display order: group by group (in order of first appearance), each group's cells in order. */
+function cellsInGroups(results: Results, per: CellStats[]): { group: string; cells: CellStats[] }[] {
+  return cellGroups(results).map(({ group, cells }) => ({ group, cells: cells.map((c) => per.find((p) => p.label === c.label)!) }));
+}
+
+function differenceRow(m: (typeof metrics)[number], g: GroupDifference): string {
+  const d = g.diffs[m.key];
+  const at = { metric: m.key, strategy: 'block-shared', group: g.group };
+  const span = (stat: 'low' | 'high', v: number) =>
+    `<span data-metric="${m.key}" data-strategy="block-shared" data-group="${esc(g.group)}" data-stat="${stat}" data-value="${v}">${esc(formatNumber(v, m.unit, true))}</span>`;
+  const interval = d
+    ? `95% interval [${span('low', d.low)}, ${span('high', d.high)}]` +
+      (d.warning ? ` <span class="warn" data-metric="${m.key}" data-group="${esc(g.group)}" data-stat="warning" title="${esc(d.warning)}">⚠ ${d.nA} vs ${d.nB} values: too few</span>` : '')
+    : `<span class="fine">not measured in both strategies</span>`;
+  const where = g.group ? `<div class="fine">${esc(g.group)}</div>` : '';
+  return `<tr class="diff"><th scope="row">block − shared${where}</th><td></td>${numCell(d?.diff, m.unit, { ...at, stat: 'diff' }, true)}<td colspan="${statColumns.length - 1}" class="interval">${interval}</td></tr>`;
+}
+
 function summaryTable(results: Results, runId: string): string {
   const per = strategyStats(results);
-  const diff = blockMinusShared(results, BOOTSTRAP_SEED);
-  const hasBoth = per.some((p) => p.strategy === 'block') && per.some((p) => p.strategy === 'shared');
+  const diffs = blockMinusShared(results, BOOTSTRAP_SEED);
+  const blocks = cellsInGroups(results, per);
   const rows: string[] = [];
   for (const m of metrics) {
-    const span = per.length + (hasBoth ? 1 : 0);
-    per.forEach((p, k) => {
-      const s = p.stats[m.key];
-      const cells = [
-        k === 0 ? `<th scope="rowgroup" rowspan="${span}" class="metric">${esc(m.label)}${unitSuffix(m.unit)}</th>` : '',
-        `<th scope="row" class="strategy s-${esc(p.strategy)}">${esc(p.strategy)}</th>`,
-        `<td class="num" data-metric="${m.key}" data-strategy="${esc(p.strategy)}" data-stat="n" data-value="${s.n}">${s.n}${p.iterations !== s.n ? `<span class="of">/${p.iterations}</span>` : ''}</td>`,
-        ...statColumns.map((c) => numCell(s[c], m.unit, { metric: m.key, strategy: p.strategy, stat: c })),
-      ];
-      rows.push(`<tr${k === 0 ? ' class="first"' : ''}>${cells.join('')}</tr>`);
-    });
-    if (hasBoth) {
-      const d = diff[m.key];
-      const attrs = (stat: string) => ({ metric: m.key, strategy: 'block-shared', stat });
-      const interval = d
-        ? `95% interval [<span data-metric="${m.key}" data-strategy="block-shared" data-stat="low" data-value="${d.low}">${esc(formatNumber(d.low, m.unit, true))}</span>, ` +
-          `<span data-metric="${m.key}" data-strategy="block-shared" data-stat="high" data-value="${d.high}">${esc(formatNumber(d.high, m.unit, true))}</span>]` +
-          (d.warning ? ` <span class="warn" data-metric="${m.key}" data-stat="warning" title="${esc(d.warning)}">⚠ ${d.nA} vs ${d.nB} values: too few</span>` : '')
-        : `<span class="fine">not measured in both strategies</span>`;
-      rows.push(
-        `<tr class="diff"><th scope="row">block − shared</th><td></td>${numCell(d?.diff, m.unit, attrs('diff'), true)}<td colspan="${statColumns.length - 1}" class="interval">${interval}</td></tr>`,
-      );
+    const span = per.length + diffs.length;
+    let k = 0;
+    for (const { group, cells } of blocks) {
+      for (const p of cells) {
+        const s = p.stats[m.key];
+        const at = { metric: m.key, strategy: p.strategy, cell: p.label };
+        const tds = [
+          k === 0 ? `<th scope="rowgroup" rowspan="${span}" class="metric">${esc(m.label)}${unitSuffix(m.unit)}</th>` : '',
+          `<th scope="row" class="strategy s-${esc(p.strategy)}">${esc(p.label)}</th>`,
+          `<td class="num" data-metric="${m.key}" data-strategy="${esc(p.strategy)}" data-cell="${esc(p.label)}" data-stat="n" data-value="${s.n}">${s.n}${p.iterations !== s.n ? `<span class="of">/${p.iterations}</span>` : ''}</td>`,
+          ...statColumns.map((c) => numCell(s[c], m.unit, { ...at, stat: c })),
+        ];
+        rows.push(`<tr${k === 0 ? ' class="first"' : ''}>${tds.join('')}</tr>`);
+        k++;
+      }
+      const d = diffs.find((x) => x.group === group);
+      if (d) rows.push(differenceRow(m, d));
     }
   }
-  const head = ['metric', 'strategy', 'n', ...statColumns].map((h) => `<th scope="col">${h}</th>`).join('');
+  const head = ['metric', hasAxes(results) ? 'cell' : 'strategy', 'n', ...statColumns].map((h) => `<th scope="col">${h}</th>`).join('');
   const counts = per
-    .map((p) => `<span class="count s-${esc(p.strategy)}"><b>${esc(p.strategy)}</b>: ${p.iterations} iteration${p.iterations === 1 ? '' : 's'}, ${p.failed} failed</span>`)
+    .map((p) => `<span class="count s-${esc(p.strategy)}"><b>${esc(p.label)}</b>: ${p.iterations} iteration${p.iterations === 1 ? '' : 's'}, ${p.failed} failed</span>`)
     .join(' ');
-  const ds = Object.values(diff).filter((d) => d !== undefined);
+  const ds = diffs.flatMap((g) => Object.values(g.diffs)).filter((d) => d !== undefined);
   const warnings = [...new Set(ds.flatMap((d) => (d.warning ? [d.warning] : [])))];
   const method = ds[0]
-    ? ` block − shared: difference of the medians, with a ${Math.round(ds[0].level * 100)}% percentile bootstrap interval (${ds[0].resamples} resamples of each strategy, seed ${ds[0].seed}).`
+    ? ` block − shared: difference of the medians${diffs.length > 1 ? ' of the two cells of each group' : ''}, with a ${Math.round(ds[0].level * 100)}% percentile bootstrap interval (${ds[0].resamples} resamples of each strategy, seed ${ds[0].seed}).`
     : '';
   const warnText = warnings.map((w) => `<p class="warn">⚠ ${esc(w)}: read the intervals as rough.</p>`).join('');
   return `<p class="counts">${counts}</p>
@@ -227,7 +277,7 @@ function summaryTable(results: Results, runId: string): string {
 <p class="fine">Statistics over successful iterations; p90/p95 interpolate between ranks; sd is the sample standard deviation; – means not defined (no value, or sd of one value).${method}</p>${warnText}`;
 }
 
-/** With several runs (matrix cells), one table of the medians side by side. */
+/** With several runs, one table of the medians per cell side by side. */
 function overviewTable(runs: ReportData['runs']): string {
   const rows: string[] = [];
   for (const run of runs) {
@@ -235,54 +285,81 @@ function overviewTable(runs: ReportData['runs']): string {
     per.forEach((p, k) => {
       const cells = [
         k === 0 ? `<th scope="rowgroup" rowspan="${per.length}"><a href="#${run.id}">${esc(run.results.scenario.name)}</a><div class="fine">${esc(run.path)}</div></th>` : '',
-        `<th scope="row" class="strategy s-${esc(p.strategy)}">${esc(p.strategy)}</th>`,
+        `<th scope="row" class="strategy s-${esc(p.strategy)}">${esc(p.label)}</th>`,
         `<td class="num">${p.iterations - p.failed}/${p.iterations}</td>`,
-        ...metrics.map((m) => numCell(p.stats[m.key].median, m.unit, { run: run.id, metric: m.key, strategy: p.strategy, stat: 'median' })),
+        ...metrics.map((m) => numCell(p.stats[m.key].median, m.unit, { run: run.id, metric: m.key, strategy: p.strategy, cell: p.label, stat: 'median' })),
       ];
       rows.push(`<tr${k === 0 ? ' class="first"' : ''}>${cells.join('')}</tr>`);
     });
   }
-  const head = ['run', 'strategy', 'ok', ...metrics.map((m) => `${m.label}${unitSuffix(m.unit)}`)].map((h) => `<th scope="col">${esc(h)}</th>`).join('');
+  const head = ['run', runs.some((r) => hasAxes(r.results)) ? 'cell' : 'strategy', 'ok', ...metrics.map((m) => `${m.label}${unitSuffix(m.unit)}`)].map((h) => `<th scope="col">${esc(h)}</th>`).join('');
   return `<section class="overview"><h2>Runs compared (medians)</h2>
 <table class="summary overview-table"><thead><tr>${head}</tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`;
 }
 
 const msText = (v: number | null | undefined) => formatNumber(v, 'ms');
+const bytesText = (v: number | null | undefined) => (typeof v === 'number' ? formatBytes(v) : DASH);
+
+/** The extra figures of the iteration table, after the four metrics: [header, unit, value, CSV-style field name]. */
+const iterationColumns: readonly (readonly [string, MetricUnit | 'bytes' | 'ratio', (i: IterationResult) => number | null | undefined, string])[] = [
+  ['prepare (ms)', 'ms', (i) => i.prepareMs, 'prepareMs'],
+  ['mirror (ms)', 'ms', (i) => i.phases?.mirrorMs ?? i.mirrorMs, 'phases.mirrorMs'],
+  ['pre-copy (ms)', 'ms', (i) => i.phases?.precopyMs, 'phases.precopyMs'],
+  ['RAM passes', 'count', (i) => i.phases?.ramIterations, 'phases.ramIterations'],
+  ['switchover (ms)', 'ms', (i) => i.phases?.switchoverMs, 'phases.switchoverMs'],
+  ['resume (ms)', 'ms', (i) => i.phases?.resumeMs, 'phases.resumeMs'],
+  ['RAM sent', 'bytes', (i) => i.qemu.ramBytes, 'qemu.ramBytes'],
+  ['disk sent', 'bytes', (i) => i.qemu.diskBytes, 'qemu.diskBytes'],
+  ['on the wire', 'bytes', (i) => i.link?.wireBytes, 'link.wireBytes'],
+  ['link efficiency', 'ratio', (i) => i.link?.efficiency, 'link.efficiency'],
+  ['guest clock loss (ms)', 'ms', (i) => i.guest?.clockLossMs, 'guest.clockLossMs'],
+  ['harness CPU (ms)', 'ms', (i) => i.harness?.cpuMs, 'harness.cpuMs'],
+  ['ping CPU (ms)', 'ms', (i) => i.harness?.pingCpuMs, 'harness.pingCpuMs'],
+  ['pings sent', 'count', (i) => i.ping.sent, 'ping.sent'],
+  ['ping interval kept (ms)', 'ms', (i) => i.ping.medianGapMs, 'ping.medianGapMs'],
+];
+
+function iterationColumn(it: IterationResult, [, unit, get, field]: (typeof iterationColumns)[number]): string {
+  const v = get(it);
+  const at = { iteration: String(it.index), field };
+  if (unit === 'ms' || unit === 'count') return numCell(v, unit, at);
+  const has = typeof v === 'number' && Number.isFinite(v);
+  const text = !has ? DASH : unit === 'bytes' ? formatBytes(v) : `${(v * 100).toFixed(1)}%`;
+  const title = unit === 'ratio' && !has && it.link ? ' title="the link was not capped"' : '';
+  return `<td class="num" data-iteration="${it.index}" data-field="${field}"${has ? ` data-value="${v}"` : ''}${title}>${esc(text)}</td>`;
+}
+
+function crossCheckCell(it: IterationResult): string {
+  if (it.crossCheck === undefined) return `<td class="fine">${DASH}</td>`;
+  const n = it.crossCheck.length;
+  if (n === 0) return `<td data-iteration="${it.index}" data-field="crossCheck" data-value="0"><span class="ok" title="the network, hypervisor and guest views agree">agree</span></td>`;
+  return `<td data-iteration="${it.index}" data-field="crossCheck" data-value="${n}"><span class="flag" title="${esc(it.crossCheck.join('\n'))}">⚠ ${n} contradiction${n === 1 ? '' : 's'}</span></td>`;
+}
 
 function iterationTable(results: Results): string {
+  // a column no iteration has a figure for (an older results.json, no capped link) is left out
+  const columns = iterationColumns.filter(([, , get]) => results.iterations.some((it) => typeof get(it) === 'number'));
+  const withCrossCheck = results.iterations.some((it) => it.crossCheck !== undefined);
   const rows = results.iterations.map((it) => {
     const status = it.ok ? '<span class="ok">ok</span>' : `<span class="bad" title="${esc(it.error ?? '')}">failed</span>`;
+    const flags = it.crossCheck ?? [];
     const cells = [
       `<td class="num">${it.index + 1}</td>`,
-      `<td class="strategy s-${esc(it.strategy)}">${esc(it.strategy)}</td>`,
+      `<td class="strategy s-${esc(it.strategy)}">${esc(cellOf(it).label)}</td>`,
       `<td class="num">${it.repetition}</td>`,
       `<td>${esc(it.source)} → ${esc(it.destination)}</td>`,
       `<td>${status}</td>`,
       ...metrics.map((m) => numCell(m.get(it), m.unit, { iteration: String(it.index), metric: m.key })),
-      `<td class="num">${esc(msText(it.prepareMs))}</td>`,
-      `<td class="num">${esc(msText(it.mirrorMs))}</td>`,
-      `<td class="num">${it.qemu.ramBytes === null ? DASH : esc(formatBytes(it.qemu.ramBytes))}</td>`,
-      `<td class="num">${it.qemu.diskBytes === null ? DASH : esc(formatBytes(it.qemu.diskBytes))}</td>`,
-      `<td class="num">${it.ping.sent ?? DASH}</td>`,
-      `<td class="num">${esc(msText(it.ping.medianGapMs))}</td>`,
+      ...columns.map((c) => iterationColumn(it, c)),
+      ...(withCrossCheck ? [crossCheckCell(it)] : []),
     ];
     const err = it.ok ? '' : `<tr class="error"><td colspan="${cells.length}">${esc(it.error ?? 'failed')}${it.guestOn ? ` (guest on ${esc(it.guestOn.node)}, ${esc(it.guestOn.status)})` : ''}</td></tr>`;
-    return `<tr data-iteration="${it.index}">${cells.join('')}</tr>${err}`;
+    const flagRow = flags.length
+      ? `<tr class="flags" data-iteration="${it.index}"><td colspan="${cells.length}"><b>cross-check:</b> the views contradict each other: <ul>${flags.map((f) => `<li>${esc(f)}</li>`).join('')}</ul></td></tr>`
+      : '';
+    return `<tr data-iteration="${it.index}"${flags.length ? ' class="flagged"' : ''}>${cells.join('')}</tr>${err}${flagRow}`;
   });
-  const head = [
-    '#',
-    'strategy',
-    'rep',
-    'from → to',
-    'status',
-    ...metrics.map((m) => `${m.label}${unitSuffix(m.unit)}`),
-    'prepare (ms)',
-    'mirror (ms)',
-    'RAM sent',
-    'disk sent',
-    'pings sent',
-    'ping interval kept (ms)',
-  ]
+  const head = ['#', hasAxes(results) ? 'cell' : 'strategy', 'rep', 'from → to', 'status', ...metrics.map((m) => `${m.label}${unitSuffix(m.unit)}`), ...columns.map(([h]) => h), ...(withCrossCheck ? ['cross-check'] : [])]
     .map((h) => `<th scope="col">${esc(h)}</th>`)
     .join('');
   // Notes repeat from one iteration to the next: each once, with the iterations it concerns.
@@ -291,18 +368,25 @@ function iterationTable(results: Results): string {
   const noteList = notes.size
     ? `<ul class="notes">${[...notes].map(([n, its]) => `<li>${esc(n)} <span class="fine">(iteration${its.length === 1 ? '' : 's'} ${its.join(', ')})</span></li>`).join('')}</ul>`
     : '';
-  return `<div class="scroll"><table class="iterations"><thead><tr>${head}</tr></thead><tbody>${rows.join('\n')}</tbody></table></div>${noteList}`;
+  const flagged = results.iterations.filter((i) => (i.crossCheck ?? []).length > 0).length;
+  const checked = results.iterations.filter((i) => i.crossCheck !== undefined).length;
+  const crossNote = checked
+    ? `<p class="fine">Cross-check: ${flagged === 0 ? `the network (ping), hypervisor (QMP) and guest views agree in all ${checked} iterations checked.` : `<span class="flag">${flagged} of ${checked} iterations</span> have views that contradict each other (highlighted): read their figures with care.`} Link efficiency: bytes on the wire / (duration × link rate), when the link is capped.</p>`
+    : '';
+  return `<div class="scroll"><table class="iterations"><thead><tr>${head}</tr></thead><tbody>${rows.join('\n')}</tbody></table></div>${crossNote}${noteList}`;
 }
 
 function distributionFigures(run: ReportData['runs'][number]): string {
   return run.distributions
     .map((d) => {
-      const n = d.strategies.reduce((a, s) => a + s.points.length, 0);
-      const failed = d.strategies.reduce((a, s) => a + s.failed, 0);
-      const medians = d.strategies.map((s) => `${s.strategy} median ${formatNumber(s.median, d.unit)}${d.unit === 'ms' ? ' ms' : ''}`).join(', ');
+      const n = d.cells.reduce((a, s) => a + s.points.length, 0);
+      const failed = d.cells.reduce((a, s) => a + s.failed, 0);
+      const medians = d.cells.map((s) => `${s.label} median ${formatNumber(s.median, d.unit)}${d.unit === 'ms' ? ' ms' : ''}`).join('; ');
+      const axes = [...new Set(d.cells.flatMap((c) => (c.group ? c.group.split(', ').map((part) => part.split('=')[0]!) : [])))];
+      const xAxis = axes.length ? `, under each cell: strategy, ${axes.map(esc).join(', ')}` : '';
       return `<figure class="dist" data-metric="${d.metric}">
-<figcaption><b>${esc(d.label)}</b>${unitSuffix(d.unit)} <span class="fine">${n} point${n === 1 ? '' : 's'}${failed ? `, ${failed} failed iteration${failed === 1 ? '' : 's'} not shown` : ''}</span></figcaption>
-<div class="chart"><canvas id="${run.id}-dist-${d.metric}" data-kind="distribution" data-metric="${d.metric}" data-points="${n}" role="img" aria-label="${esc(`${d.label}: ${medians}`)}"></canvas></div>
+<figcaption><b>${esc(d.label)}</b>${unitSuffix(d.unit)} <span class="fine">${n} point${n === 1 ? '' : 's'}${failed ? `, ${failed} failed iteration${failed === 1 ? '' : 's'} not shown` : ''}${xAxis}</span></figcaption>
+<div class="chart"><canvas id="${run.id}-dist-${d.metric}" data-kind="distribution" data-metric="${d.metric}" data-points="${n}" data-cells="${d.cells.length}" role="img" aria-label="${esc(`${d.label}: ${medians}`)}"></canvas></div>
 </figure>`;
     })
     .join('\n');
@@ -310,22 +394,36 @@ function distributionFigures(run: ReportData['runs'][number]): string {
 
 function timelineFigures(run: ReportData['runs'][number]): string {
   const figs = run.results.iterations.map((it) => {
-    const head = `<b class="s-${esc(it.strategy)}">${esc(it.strategy)} #${it.repetition}</b> <span class="fine">iteration ${it.index + 1}, ${esc(it.source)} → ${esc(it.destination)}${it.ok ? '' : ', <span class="bad">failed</span>'}</span>`;
+    const head = `<b class="s-${esc(it.strategy)}">${esc(cellOf(it).label)} #${it.repetition}</b> <span class="fine">iteration ${it.index + 1}, ${esc(it.source)} → ${esc(it.destination)}${it.ok ? '' : ', <span class="bad">failed</span>'}</span>`;
     if (!it.timeline) return `<figure class="timeline missing" data-iteration="${it.index}"><figcaption>${head}</figcaption><p class="fine">No timeline in this results.json (written before ping replies were kept).</p></figure>`;
     const gap = largestGap(it.timeline);
     const marks = it.timeline.marks;
+    const at = (label: string, v: number | null | undefined) => (typeof v === 'number' ? `${label} ${formatNumber(v, 'ms')} ms` : '');
+    const samples = it.timeline.samples?.length ?? 0;
     const facts = [
       gap ? `largest gap ${formatNumber(gap.ms, 'ms')} ms` : 'no gap (fewer than two replies)',
-      marks.mirrorReady !== null ? `mirror ready ${formatNumber(marks.mirrorReady, 'ms')} ms` : '',
-      marks.completed !== null ? `completed ${formatNumber(marks.completed, 'ms')} ms` : '',
+      at('mirror ready', marks.mirrorReady),
+      at('RAM start', marks.ramStart),
+      at('post-copy', marks.postcopyStart),
+      at('completed', marks.completed),
+      at('destination running', marks.destRunning),
       `${it.timeline.ping.length} replies`,
+      samples ? `${samples} QMP samples` : '',
     ].filter(Boolean);
     return `<figure class="timeline" data-iteration="${it.index}">
 <figcaption>${head}<br><span class="fine">${esc(facts.join(' · '))}</span></figcaption>
-<div class="chart"><canvas id="${run.id}-timeline-${it.index}" data-kind="timeline" data-iteration="${it.index}" data-replies="${it.timeline.ping.length}" role="img" aria-label="${esc(`ping RTT over time, ${facts.join(', ')}`)}"></canvas></div>
+<div class="chart"><canvas id="${run.id}-timeline-${it.index}" data-kind="timeline" data-iteration="${it.index}" data-replies="${it.timeline.ping.length}" data-samples="${samples}" role="img" aria-label="${esc(`ping RTT${samples ? ' and RAM/disk remaining' : ''} over time, ${facts.join(', ')}`)}"></canvas></div>
 </figure>`;
   });
   return figs.join('\n');
+}
+
+/** With matrix axes, one row of timelines per group (its cells side by side, in run order); otherwise as many as fit. */
+function timelineColumns(results: Results): string {
+  const gs = cellGroups(results);
+  if (gs.length < 2) return '';
+  const across = Math.max(...gs.map((g) => g.cells.length));
+  return ` style="grid-template-columns: repeat(${across}, minmax(0, 1fr))"`;
 }
 
 function thresholdsBlock(results: Results): string {
@@ -357,23 +455,29 @@ function runSection(run: ReportData['runs'][number], several: boolean): string {
     ['finished', r.finishedAt ?? DASH],
   ];
   const hasTimelines = run.timelines.length > 0;
+  const hasSamples = r.iterations.some((i) => (i.timeline?.samples?.length ?? 0) > 0);
+  const hasMark = (k: 'ramStart' | 'destRunning') => r.iterations.some((i) => typeof i.timeline?.marks[k] === 'number');
   return `<section class="run" id="${run.id}" data-run="${run.id}">
 <h2>${several ? `${esc(r.scenario.name)} <span class="fine">${esc(run.path)}</span>` : `Scenario ${esc(r.scenario.name)}`}</h2>
 ${r.interrupted ? '<p class="banner">This run was interrupted: the figures cover the iterations that ran.</p>' : ''}
 <table class="kv facts">${facts.map(([k, v]) => `<tr><th scope="row">${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>
-<h3>Summary per strategy</h3>
+<h3>Summary per ${hasAxes(r) ? 'cell' : 'strategy'}</h3>
 ${summaryTable(r, run.id)}
 ${thresholdsBlock(r)}
 <h3>Distributions</h3>
-<p class="fine">Every successful repetition is a dot (spread sideways by repetition number); the bar across each strategy is its median.</p>
+<p class="fine">Every successful repetition is a dot (spread sideways by repetition number); the bar across each cell is its median.</p>
 <div class="grid dists">${distributionFigures(run)}</div>
 <h3>Timelines</h3>
 ${
   hasTimelines
-    ? `<p class="legend fine"><span class="sw rtt"></span>ping RTT (each reply a dot) <span class="sw gap"></span>largest gap between replies <span class="sw line req"></span>migration requested (0 ms) <span class="sw line mirror"></span>disk mirror ready <span class="sw line done"></span>completed</p>`
+    ? `<p class="legend fine"><span class="sw rtt"></span>ping RTT (each reply a dot) <span class="sw gap"></span>largest gap between replies${
+        hasSamples ? ' <span class="sw ram"></span>RAM remaining <span class="sw disk"></span>disk remaining (MiB, right axis; QMP every 50 ms)' : ''
+      } <span class="sw line req"></span>migration requested (0 ms) <span class="sw line mirror"></span>disk mirror ready${hasMark('ramStart') ? ' <span class="sw line ramstart"></span>RAM start' : ''} <span class="sw line done"></span>completed${
+        hasMark('destRunning') ? ' <span class="sw line dest"></span>destination running' : ''
+      }</p>`
     : ''
 }
-<div class="grid timelines">${timelineFigures(run)}</div>
+<div class="grid timelines"${timelineColumns(r)}>${timelineFigures(run)}</div>
 <h3>Iterations</h3>
 ${iterationTable(r)}
 <div class="cols">
@@ -426,7 +530,7 @@ tr.error td { color: #c92a2a; border-top: none; font-size: 12px; }
 figure { margin: 0; border: 1px solid var(--rule); border-radius: 6px; padding: 8px 10px; background: var(--bg); }
 figcaption { margin-bottom: 4px; }
 .chart { position: relative; height: 240px; }
-.timeline .chart { height: 220px; }
+.timeline .chart { height: 240px; }
 .timeline.missing { color: var(--muted); }
 .legend .sw { display: inline-block; width: 14px; height: 10px; margin: 0 4px 0 12px; vertical-align: middle; }
 .legend .sw:first-child { margin-left: 0; }
@@ -436,6 +540,14 @@ figcaption { margin-bottom: 4px; }
 .sw.req { border-left-style: solid; border-color: #343a40; }
 .sw.mirror { border-color: #7048e8; }
 .sw.done { border-color: #2b8a3e; }
+.sw.ramstart { border-color: #0c8599; }
+.sw.dest { border-color: #c2255c; }
+.sw.ram { background: #0c8599; height: 3px; }
+.sw.disk { background: #7048e8; height: 3px; }
+.flag { color: #c92a2a; font-weight: 600; }
+table.iterations tr.flagged td { background: #fff5f5; }
+table.iterations tr.flags td { background: #fff5f5; color: #c92a2a; font-size: 12px; white-space: normal; border-top: none; }
+tr.flags ul { margin: 2px 0 2px 18px; padding: 0; }
 .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 24px; }
 pre.json { background: var(--soft); border: 1px solid var(--rule); padding: 8px 10px; font-size: 12px; overflow: auto; max-height: 420px; margin: 0; }
 table.thresholds td { border-top: 1px solid var(--rule); }
@@ -503,10 +615,12 @@ const CLIENT = String.raw`
     },
     afterDatasetsDraw: function (chart, _args, opts) {
       var x = chart.scales.x, area = chart.chartArea, ctx = chart.ctx;
-      (opts.lines || []).forEach(function (l, k) {
+      var k = -1;
+      (opts.lines || []).forEach(function (l) {
         if (l.at === null || l.at === undefined) return;
         var px = x.getPixelForValue(l.at);
         if (px < area.left || px > area.right) return;
+        k++;
         ctx.save();
         ctx.strokeStyle = l.color;
         ctx.lineWidth = 1.5;
@@ -526,13 +640,13 @@ const CLIENT = String.raw`
 
   function distributionChart(canvas, d) {
     var datasets = [];
-    var nStrategies = d.strategies.length;
-    d.strategies.forEach(function (s, k) {
+    var nCells = d.cells.length;
+    d.cells.forEach(function (s, k) {
       var reps = s.points.map(function (p) { return p.repetition; });
       var lo = Math.min.apply(null, reps), hi = Math.max.apply(null, reps);
       var c = color(s.strategy, k);
       datasets.push({
-        label: s.strategy,
+        label: s.label,
         migralab: 'points',
         data: s.points.map(function (p) {
           var spread = hi > lo ? (p.repetition - lo) / (hi - lo) - 0.5 : 0;
@@ -545,7 +659,7 @@ const CLIENT = String.raw`
       });
       if (s.median !== null) {
         datasets.push({
-          label: s.strategy + ' median',
+          label: s.label + ' median',
           migralab: 'median',
           type: 'line',
           data: [{ x: k - 0.36, y: s.median }, { x: k + 0.36, y: s.median }],
@@ -576,10 +690,19 @@ const CLIENT = String.raw`
           x: {
             type: 'linear',
             min: -0.5,
-            max: nStrategies - 0.5,
+            max: nCells - 0.5,
             grid: { display: false },
-            afterBuildTicks: function (axis) { axis.ticks = d.strategies.map(function (_s, k) { return { value: k }; }); },
-            ticks: { callback: function (v) { var s = d.strategies[v]; return s ? s.strategy : ''; }, font: { weight: '600' } },
+            afterBuildTicks: function (axis) { axis.ticks = d.cells.map(function (_s, k) { return { value: k }; }); },
+            // a cell label on lines: the strategy, then the value of each axis (the caption names the axes)
+            ticks: {
+              callback: function (v) {
+                var s = d.cells[v];
+                return s ? s.label.split(', ').map(function (part) { var k = part.indexOf('='); return k < 0 ? part : part.slice(k + 1); }) : '';
+              },
+              font: { weight: '600' },
+              maxRotation: 0,
+              autoSkip: false,
+            },
           },
           y: { beginAtZero: true, title: { display: true, text: d.unit === 'ms' ? d.label + ' (ms)' : d.label } },
         },
@@ -595,7 +718,17 @@ const CLIENT = String.raw`
       .filter(function (p) { return p[1] !== null; })
       .map(function (p) { return { x: p[0], y: p[1], seq: p[2] }; })
       .sort(function (a, b) { return a.x - b.x; });
-    var range = run.timelineRange || {};
+    var range = t.range || run.timelineRange || {};
+    var MiB = 1024 * 1024;
+    var samples = tl.samples || [];
+    function series(field) {
+      var pts = samples.map(function (s) { return { x: s.t, y: s[field] === null ? null : s[field] / MiB, phase: s.phase }; });
+      return pts.some(function (p) { return p.y !== null; }) ? pts : null;
+    }
+    var remaining = [
+      { label: 'RAM remaining', field: 'ramRemaining', color: '#0c8599' },
+      { label: 'disk remaining', field: 'diskRemaining', color: '#7048e8' },
+    ].map(function (r) { return { r: r, data: series(r.field) }; }).filter(function (x) { return x.data; });
     // No line across a silence (more than 2.5 times the usual spacing of replies): a line there would draw replies that never came.
     var steps = points.slice(1).map(function (p, k) { return p.x - points[k].x; }).sort(function (a, b) { return a - b; });
     var usual = steps.length ? steps[steps.length >> 1] : 0;
@@ -615,24 +748,55 @@ const CLIENT = String.raw`
           pointRadius: 1.8,
           pointHoverRadius: 4,
           segment: { borderColor: function (seg) { return silent(seg) ? 'rgba(0, 0, 0, 0)' : undefined; } },
-        }],
+        }].concat(remaining.map(function (x) {
+          return {
+            label: x.r.label,
+            migralab: x.r.field,
+            yAxisID: 'y2',
+            data: x.data,
+            showLine: true,
+            spanGaps: false,
+            borderColor: x.r.color,
+            backgroundColor: x.r.color,
+            borderWidth: 2,
+            pointRadius: 0,
+            pointHoverRadius: 3,
+          };
+        })),
       },
       options: {
         plugins: {
           legend: { display: false },
-          tooltip: { callbacks: { label: function (item) { return 'icmp_seq ' + item.raw.seq + ' at ' + item.raw.x.toFixed(1) + ' ms: rtt ' + item.raw.y + ' ms'; } } },
+          tooltip: {
+            callbacks: {
+              label: function (item) {
+                if (item.dataset.migralab !== 'rtt') return item.dataset.label + ' at ' + item.raw.x.toFixed(0) + ' ms (' + item.raw.phase + '): ' + item.raw.y.toFixed(1) + ' MiB';
+                return 'icmp_seq ' + item.raw.seq + ' at ' + item.raw.x.toFixed(1) + ' ms: rtt ' + item.raw.y + ' ms';
+              },
+            },
+          },
           migralabMarks: {
             gap: t.gap,
             lines: [
               { at: 0, label: 'request', color: '#343a40', dash: false },
               { at: tl.marks.mirrorReady, label: 'mirror ready', color: '#7048e8', dash: true },
+              { at: tl.marks.ramStart, label: 'RAM start', color: '#0c8599', dash: true },
+              { at: tl.marks.postcopyStart, label: 'post-copy', color: '#e67700', dash: true },
               { at: tl.marks.completed, label: 'completed', color: '#2b8a3e', dash: true },
+              { at: tl.marks.destRunning, label: 'destination running', color: '#c2255c', dash: true },
             ],
           },
         },
         scales: {
           x: { type: 'linear', min: range.min, max: range.max, title: { display: true, text: 'ms after the migration request' } },
           y: { beginAtZero: true, title: { display: true, text: 'RTT (ms)' } },
+          y2: {
+            display: remaining.length > 0,
+            position: 'right',
+            beginAtZero: true,
+            grid: { drawOnChartArea: false },
+            title: { display: true, text: 'remaining (MiB)' },
+          },
         },
       },
       plugins: [marksPlugin],

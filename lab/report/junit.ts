@@ -1,5 +1,6 @@
 import type { IterationResult, Results } from '../runner/results.ts';
 import type { ThresholdCheck } from './thresholds.ts';
+import { cellOf } from './metrics.ts';
 
 /**
  * JUnit XML export, the dialect CI systems read (Jenkins, GitLab, GitHub test-report
@@ -7,7 +8,12 @@ import type { ThresholdCheck } from './thresholds.ts';
  * iteration and, when there are threshold checks, a "thresholds" suite with one test
  * case per check. A failed iteration or a broken threshold is a `<failure>`; `errors`
  * is always 0 (the harness records what went wrong as a failed iteration). Each suite
- * carries the environment as `<properties>`.
+ * carries the environment as `<properties>`. Test cases are named after the matrix cell
+ * (`block, link.rate=400Mbit #2 node1 -> node2`; the strategy without matrix axes) and
+ * classed by it, `migralab.<scenario>.<cell>` with the cell's dots written as `_` (CI
+ * systems read dots in a classname as packages). An iteration whose network, hypervisor
+ * and guest views contradict each other (crossCheck) passes, with the contradictions in
+ * its `<system-out>`.
  *
  * Times are seconds with millisecond resolution: an iteration's time is its
  * `durationMs` (0 when it has none, e.g. it failed before the request), a threshold's
@@ -52,6 +58,7 @@ interface Case {
   name: string;
   ms: number;
   failure?: { message: string; type: string; body: string };
+  systemOut?: string;
 }
 
 interface Suite {
@@ -61,12 +68,19 @@ interface Suite {
 
 const num = (v: number | null | undefined) => (v === null || v === undefined ? 'none' : String(v));
 
+/** A cell label as one classname segment: its dots would read as packages. */
+const classSegment = (label: string) => label.replaceAll('.', '_');
+
 function iterationCase(scenario: string, it: IterationResult): Case {
+  const cell = cellOf(it).label;
   const c: Case = {
-    classname: `migralab.${scenario}.${it.strategy}`,
-    name: `${it.strategy} #${it.repetition} ${it.source} -> ${it.destination}`,
+    classname: `migralab.${scenario}.${classSegment(cell)}`,
+    name: `${cell} #${it.repetition} ${it.source} -> ${it.destination}`,
     ms: wholeMs(it.durationMs),
   };
+  const flags = it.crossCheck ?? [];
+  if (flags.length > 0)
+    c.systemOut = [`cross-check: ${flags.length} contradiction${flags.length === 1 ? '' : 's'} between the network, hypervisor and guest views (not a failure):`, ...flags.map((f) => `- ${f}`)].join('\n');
   if (!it.ok) {
     const error = it.error ?? 'migration failed';
     const message = it.notes.length > 0 ? `${error} (notes: ${it.notes.join('; ')})` : error;
@@ -81,11 +95,11 @@ function iterationCase(scenario: string, it: IterationResult): Case {
 }
 
 function thresholdCase(scenario: string, t: ThresholdCheck): Case {
-  // the check's name already says strategy, metric, statistic and limit
-  const c: Case = { classname: `migralab.${scenario}.thresholds.${t.strategy}`, name: t.name, ms: 0 };
+  // the check's name already says cell, metric, statistic and limit
+  const c: Case = { classname: `migralab.${scenario}.thresholds.${classSegment(t.cell)}`, name: t.name, ms: 0 };
   if (!t.held) {
     const message = `${t.name}: observed ${num(t.observed)} vs limit ${t.limit}${t.reason ? ` (${t.reason})` : ''}`;
-    const body = [`strategy: ${t.strategy}`, `metric: ${t.metric}`, `statistic: ${t.statistic}`, `limit: ${t.limit}`, `observed: ${num(t.observed)}`, `reason: ${t.reason}`];
+    const body = [`cell: ${t.cell}`, `strategy: ${t.strategy}`, `metric: ${t.metric}`, `statistic: ${t.statistic}`, `limit: ${t.limit}`, `observed: ${num(t.observed)}`, `reason: ${t.reason}`];
     c.failure = { message, type: 'ThresholdBroken', body: body.join('\n') };
   }
   return c;
@@ -127,12 +141,14 @@ export function toJUnit(results: Results, checks: ThresholdCheck[] = []): string
     out.push('    </properties>');
     for (const c of s.cases) {
       const head = `    <testcase${attrs({ classname: c.classname, name: c.name, time: seconds(c.ms) })}`;
-      if (!c.failure) {
+      if (!c.failure && c.systemOut === undefined) {
         out.push(`${head}/>`);
         continue;
       }
       out.push(`${head}>`);
-      out.push(`      <failure${attrs({ message: c.failure.message, type: c.failure.type })}>${xmlText(c.failure.body)}</failure>`);
+      // the schema's order: failure before system-out
+      if (c.failure) out.push(`      <failure${attrs({ message: c.failure.message, type: c.failure.type })}>${xmlText(c.failure.body)}</failure>`);
+      if (c.systemOut !== undefined) out.push(`      <system-out>${xmlText(c.systemOut)}</system-out>`);
       out.push('    </testcase>');
     }
     out.push('  </testsuite>');

@@ -1,16 +1,31 @@
 import type { Results } from '../runner/results.ts';
-import type { DiffInterval, Stats } from '../measure/stats.ts';
+import { median, type DiffInterval, type Stats } from '../measure/stats.ts';
 import type { ThresholdCheck } from './thresholds.ts';
-import { blockMinusShared, metrics, strategyStats, type MetricUnit } from './metrics.ts';
+import {
+  blockMinusShared,
+  cellOf,
+  groups,
+  harnessMetrics,
+  hasAxes,
+  metrics,
+  phaseMetrics,
+  pingCpuShare,
+  statsOf,
+  strategyStats,
+  type Differences,
+  type MetricUnit,
+} from './metrics.ts';
 
 /**
  * Markdown summary for a CI job summary (`$GITHUB_STEP_SUMMARY`, GitHub-flavoured
- * Markdown): title, iteration counts, one statistics table (metric × strategy),
- * block − shared differences of medians with their bootstrap intervals, thresholds,
- * failed iterations, environment. Statistics are over successful iterations, as
- * everywhere else. Milliseconds are shown with one decimal, counts as whole numbers
- * (one decimal when a statistic of counts is not whole); a statistic that is not
- * defined (no values, sd of one value) is `–`, never 0.
+ * Markdown): title, iteration counts, one statistics table (metric × matrix cell; a
+ * cell is a strategy without matrix axes), block − shared differences of medians with
+ * their bootstrap intervals per group of cells that differ only by strategy, the phases
+ * and the harness's CPU per cell (medians), iterations whose views contradict each
+ * other, thresholds, failed iterations, environment. Statistics are over successful
+ * iterations, as everywhere else. Milliseconds are shown with one decimal, counts as
+ * whole numbers (one decimal when a statistic of counts is not whole); a statistic that
+ * is not defined (no values, sd of one value) is `–`, never 0.
  */
 
 const DASH = '–';
@@ -50,8 +65,22 @@ function differenceRow(label: string, unit: MetricUnit, d: DiffInterval | undefi
   return [label, formatNumber(d.diff, unit, true), `[${formatNumber(d.low, unit, true)}, ${formatNumber(d.high, unit, true)}]`];
 }
 
+/** The same warning for several metrics, said once: `> ⚠️ duration, lost pings: …`. */
+function warningLines(d: Differences): string[] {
+  const warnings = new Map<string, string[]>();
+  for (const m of metrics) {
+    const w = d[m.key]?.warning;
+    if (w) warnings.set(w, [...(warnings.get(w) ?? []), m.label]);
+  }
+  return [...warnings].flatMap(([w, labels]) => [`> ⚠️ ${labels.join(', ')}: ${mdText(w)}`, '']);
+}
+
+const percentText = (v: number | undefined) => (v === undefined ? DASH : `${Math.round(v * 100)}%`);
+
 export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): string {
   const per = strategyStats(results);
+  const cells = groups(results);
+  const cellWord = hasAxes(results) ? 'cell' : 'strategy';
   const failedIts = results.iterations.filter((i) => !i.ok);
   const broken = checks.filter((c) => !c.held);
   const out: string[] = [];
@@ -64,7 +93,7 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
   out.push(
     per.length === 0
       ? 'No iterations.'
-      : per.map((p) => `**${p.strategy}**: ${p.iterations - p.failed}/${p.iterations} iterations succeeded`).join(' · '),
+      : per.map((p) => `**${mdText(p.label)}**: ${p.iterations - p.failed}/${p.iterations} iterations succeeded`).join(' · '),
     '',
   );
 
@@ -74,32 +103,62 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
   for (const m of metrics)
     for (const p of per) {
       const s = p.stats[m.key];
-      statRows.push([`${m.label}${unitLabel(m.unit)}`, p.strategy, ...statColumns.map((c) => formatNumber(s[c], m.unit)), String(s.n)]);
+      statRows.push([`${m.label}${unitLabel(m.unit)}`, mdText(p.label), ...statColumns.map((c) => formatNumber(s[c], m.unit)), String(s.n)]);
     }
-  out.push(...table(['metric', 'strategy', ...statColumns, 'n'], statRows, ['l', 'l', ...statColumns.map(() => 'r' as const), 'r']), '');
+  out.push(...table(['metric', cellWord, ...statColumns, 'n'], statRows, ['l', 'l', ...statColumns.map(() => 'r' as const), 'r']), '');
   out.push(`Over successful iterations; p90/p95 interpolate linearly, sd is the sample standard deviation; ${DASH} where a statistic is undefined.`, '');
 
-  // block − shared
-  const strategiesRun = new Set(per.map((p) => p.strategy));
-  if (strategiesRun.has('block') && strategiesRun.has('shared')) {
-    const diffs = blockMinusShared(results);
-    const sample = Object.values(diffs).find((d) => d !== undefined);
+  // block − shared, per group of cells that differ only by strategy
+  const diffs = blockMinusShared(results);
+  if (diffs.length > 0) {
+    const sample = diffs.flatMap((g) => Object.values(g.diffs)).find((d) => d !== undefined);
     const level = sample ? `${Math.round(sample.level * 1000) / 10}%` : '95%';
     out.push('## block − shared', '');
-    out.push(...table(['metric', 'block − shared (median)', `${level} interval`], metrics.map((m) => differenceRow(`${m.label}${unitLabel(m.unit)}`, m.unit, diffs[m.key])), ['l', 'r', 'r']), '');
-    out.push(
-      sample
-        ? `Difference of medians; percentile bootstrap interval from ${sample.resamples} resamples (seed ${sample.seed}). Positive: block is higher.`
-        : 'Nothing to compare: a strategy has no successful iteration.',
-      '',
-    );
-    // the same warning for several metrics is said once
-    const warnings = new Map<string, string[]>();
-    for (const m of metrics) {
-      const w = diffs[m.key]?.warning;
-      if (w) warnings.set(w, [...(warnings.get(w) ?? []), m.label]);
+    for (const g of diffs) {
+      if (g.group) out.push(`### ${mdText(g.group)}`, '', `${mdText(g.block)} − ${mdText(g.shared)}:`, '');
+      out.push(...table(['metric', 'block − shared (median)', `${level} interval`], metrics.map((m) => differenceRow(`${m.label}${unitLabel(m.unit)}`, m.unit, g.diffs[m.key])), ['l', 'r', 'r']), '');
+      if (!Object.values(g.diffs).some((d) => d !== undefined)) out.push('Nothing to compare: a strategy has no successful iteration.', '');
+      out.push(...warningLines(g.diffs));
     }
-    for (const [w, labels] of warnings) out.push(`> ⚠️ ${labels.join(', ')}: ${mdText(w)}`, '');
+    if (sample) out.push(`Difference of medians; percentile bootstrap interval from ${sample.resamples} resamples (seed ${sample.seed}). Positive: block is higher.`, '');
+  }
+
+  // phases
+  const withPhases = cells.filter((g) => g.ok.some((i) => i.phases));
+  if (withPhases.length > 0) {
+    out.push('## Phases', '');
+    const rows = withPhases.map((g) => {
+      const s = statsOf(g.ok, phaseMetrics);
+      return [mdText(g.label), ...phaseMetrics.map((m) => formatNumber(s[m.key].median, m.unit)), String(g.ok.filter((i) => i.phases).length)];
+    });
+    out.push(...table([cellWord, ...phaseMetrics.map((m) => `${m.label}${unitLabel(m.unit)}`), 'n'], rows, ['l', ...phaseMetrics.map(() => 'r' as const), 'r']), '');
+    out.push('Medians over successful iterations. Mirror: until every disk mirror was ready (block only); pre-copy: the RAM passes while the guest ran; switchover: the guest stopped on the source; resume: from the source\'s completion until the destination ran.', '');
+  }
+
+  // harness cost
+  const withHarness = cells.filter((g) => g.ok.some((i) => i.harness));
+  if (withHarness.length > 0) {
+    out.push('## Harness CPU', '');
+    const rows = withHarness.map((g) => {
+      const s = statsOf(g.ok, harnessMetrics);
+      return [mdText(g.label), ...harnessMetrics.map((m) => formatNumber(s[m.key].median, m.unit)), percentText(median(g.ok.map(pingCpuShare))), String(g.ok.filter((i) => i.harness).length)];
+    });
+    out.push(...table([cellWord, ...harnessMetrics.map((m) => `${m.label}${unitLabel(m.unit)}`), 'ping CPU / window', 'n'], rows, ['l', ...harnessMetrics.map(() => 'r' as const), 'r', 'r']), '');
+    out.push('Medians over successful iterations: CPU time of the harness from the request to completion, and of ping over its window (the share of one core).', '');
+  }
+
+  // cross-checks
+  const checked = results.iterations.filter((i) => i.crossCheck !== undefined);
+  if (checked.length > 0) {
+    const flagged = checked.filter((i) => i.crossCheck!.length > 0);
+    out.push(`## Cross-checks${flagged.length > 0 ? ` (${flagged.length})` : ''}`, '');
+    if (flagged.length === 0)
+      out.push(`The network, hypervisor and guest views agree in all ${checked.length} iteration${checked.length === 1 ? '' : 's'} checked.`, '');
+    else {
+      for (const i of flagged)
+        out.push(`- ⚠️ **${mdText(cellOf(i).label)} #${i.repetition}** ${mdText(i.source)} → ${mdText(i.destination)}: ${i.crossCheck!.map(mdText).join('; ')}`);
+      out.push('', `${flagged.length} of ${checked.length} iterations have views that contradict each other: read their figures with care.`, '');
+    }
   }
 
   // thresholds
@@ -115,7 +174,7 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
     for (const i of failedIts) {
       const where = i.guestOn ? ` (guest on ${mdText(i.guestOn.node)}, ${mdText(i.guestOn.status)})` : '';
       const notes = i.notes.length > 0 ? ` — notes: ${i.notes.map(mdText).join('; ')}` : '';
-      out.push(`- ❌ **${i.strategy} #${i.repetition}** ${mdText(i.source)} → ${mdText(i.destination)}: ${mdText(i.error ?? 'failed')}${where}${notes}`);
+      out.push(`- ❌ **${mdText(cellOf(i).label)} #${i.repetition}** ${mdText(i.source)} → ${mdText(i.destination)}: ${mdText(i.error ?? 'failed')}${where}${notes}`);
     }
     out.push('');
   }

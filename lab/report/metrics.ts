@@ -48,9 +48,21 @@ export const harnessMetrics = [
   { key: 'windowMs', label: 'ping window', unit: 'ms', get: (i: IterationResult) => i.harness?.windowMs ?? null },
 ] as const satisfies readonly Metric[];
 
+/** The share of one CPU ping used over its window (pingCpuMs / windowMs); null when either is missing. */
+export function pingCpuShare(i: IterationResult): number | null {
+  const cpu = i.harness?.pingCpuMs;
+  const window = i.harness?.windowMs;
+  return typeof cpu === 'number' && typeof window === 'number' && window > 0 ? cpu / window : null;
+}
+
 /** The matrix cell of an iteration; results written before cells existed: one cell per strategy, labelled with it. */
 export function cellOf(i: IterationResult): { label: string; group: string } {
   return i.cell ? { label: i.cell.label, group: i.cell.group } : { label: i.strategy, group: '' };
+}
+
+/** Whether the run had matrix axes (some cell's label says more than its strategy): reports then say "cell" where they said "strategy". */
+export function hasAxes(results: Results): boolean {
+  return results.iterations.some((i) => cellOf(i).group !== '');
 }
 
 /** The iterations of one matrix cell (of one strategy, for results without matrix axes). */
@@ -85,7 +97,7 @@ const emptyCell = (strategy: Strategy): CellGroup => ({ strategy, label: strateg
 export function groups(results: Results): CellGroup[] {
   const planned = plannedStrategies(results) ?? [];
   const byLabel = new Map<string, CellGroup>();
-  if (results.iterations.every((i) => cellOf(i).group === '')) for (const s of planned) byLabel.set(s, emptyCell(s));
+  if (!hasAxes(results)) for (const s of planned) byLabel.set(s, emptyCell(s));
   for (const i of results.iterations) {
     const { label, group } = cellOf(i);
     let g = byLabel.get(label);

@@ -65,9 +65,8 @@ function failureRateCheck(g: CellGroup, limit: number): ThresholdCheck {
 /**
  * One check per threshold given × matrix cell in the results, in cell order (without
  * matrix axes a cell is a strategy; a strategy the scenario asked for that never ran is
- * checked too, and then does not hold). Metric limits apply to
- * the chosen statistic over successful iterations; a failure does not count there, only
- * in maxFailureRate.
+ * checked too, and then does not hold). Metric limits apply to the chosen statistic
+ * over successful iterations; a failure does not count there, only in maxFailureRate.
  */
 export function evaluateThresholds(results: Results, thresholds: Scenario['thresholds']): ThresholdCheck[] {
   if (!thresholds) return [];

@@ -10,10 +10,14 @@ import { stats } from '../../lab/measure/stats.ts';
 import { resultsSchema, type Results } from '../../lab/runner/results.ts';
 
 const fixture = 'test/fixtures/results/small.results.json';
+/** A matrix run: 2 link rates x block/shared, with phases, QMP samples, link, guest and harness views. */
+const matrixFixture = 'test/fixtures/results/matrix.results.json';
 /** The same scenario run before iterations kept their ping replies: no timelines. */
 const olderFixture = 'test/fixtures/results/small-no-timeline.results.json';
 const chromiumPath = '/usr/bin/chromium';
 const screenshot = resolve('test-artifacts/report.png');
+const matrixScreenshot = resolve('test-artifacts/report-matrix.png');
+const browserArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /*
  * The page functions below run in the browser; the project compiles without the DOM
@@ -30,8 +34,9 @@ interface PageCanvas extends PageElement {
   getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } } | null;
 }
 interface PageChart {
-  data: { datasets: { migralab?: string; data: { y: number }[] }[] };
-  getDatasetMeta(k: number): { data: unknown[] };
+  data: { datasets: { migralab?: string; label?: string; data: { y: number | null }[] }[] };
+  getDatasetMeta(k: number): { data: unknown[]; hidden: boolean | null };
+  isDatasetVisible(k: number): boolean;
 }
 type PageGlobal = { Chart: { getChart(c: PageCanvas): PageChart } };
 
@@ -43,6 +48,24 @@ interface CanvasInk {
   height: number;
   inked: number;
   coloured: number;
+}
+
+/** Every canvas of the page with its ink. */
+function canvasInk(page: Page): Promise<CanvasInk[]> {
+  return page.$$eval('canvas', (els) =>
+    (els as unknown as PageCanvas[]).map((c) => {
+      const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      let inked = 0;
+      let coloured = 0;
+      for (let k = 0; k < px.length; k += 4) {
+        const [r, g, b, a] = [px[k]!, px[k + 1]!, px[k + 2]!, px[k + 3]!];
+        if (a < 64) continue;
+        inked++;
+        if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
+      }
+      return { id: c.id, kind: c.dataset.kind ?? '', width: c.width, height: c.height, inked, coloured };
+    }),
+  );
 }
 
 /** The fixture report, opened from a file:// URL in Debian's chromium with no network to reach. */
@@ -68,7 +91,7 @@ describe('HTML report in a real browser', () => {
     context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
       executablePath: chromiumPath,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: browserArgs,
       viewport: { width: 1400, height: 1000 },
       deviceScaleFactor: 1,
     });
@@ -97,20 +120,7 @@ describe('HTML report in a real browser', () => {
   });
 
   it('draws ink, and coloured data, on every chart canvas', async () => {
-    const canvases: CanvasInk[] = await page.$$eval('canvas', (els) =>
-      (els as unknown as PageCanvas[]).map((c) => {
-        const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-        let inked = 0;
-        let coloured = 0;
-        for (let k = 0; k < px.length; k += 4) {
-          const [r, g, b, a] = [px[k]!, px[k + 1]!, px[k + 2]!, px[k + 3]!];
-          if (a < 64) continue;
-          inked++;
-          if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
-        }
-        return { id: c.id, kind: c.dataset.kind ?? '', width: c.width, height: c.height, inked, coloured };
-      }),
-    );
+    const canvases = await canvasInk(page);
     const withTimeline = results.iterations.filter((i) => i.timeline).length;
     expect(canvases).toHaveLength(distributionMetrics.length + withTimeline);
     for (const c of canvases) {
@@ -121,13 +131,13 @@ describe('HTML report in a real browser', () => {
   });
 
   it('plots one point per successful repetition on each distribution, and one timeline per iteration', async () => {
-    const drawn: Record<string, { points: number; medians: number[] }> = await page.$$eval('canvas[data-kind="distribution"]', (els) => {
+    const drawn: Record<string, { points: number; medians: (number | null)[] }> = await page.$$eval('canvas[data-kind="distribution"]', (els) => {
       const Chart = (globalThis as unknown as PageGlobal).Chart;
       return Object.fromEntries(
         (els as unknown as PageCanvas[]).map((c) => {
           const chart = Chart.getChart(c);
           let points = 0;
-          const medians: number[] = [];
+          const medians: (number | null)[] = [];
           chart.data.datasets.forEach((d, k) => {
             if (d.migralab === 'points') points += chart.getDatasetMeta(k).data.length;
             if (d.migralab === 'median') medians.push(d.data[0]!.y);
@@ -222,5 +232,140 @@ describe('HTML report in a real browser', () => {
     mkdirSync(resolve('test-artifacts'), { recursive: true });
     await page.screenshot({ path: screenshot, fullPage: true });
     expect(readFileSync(screenshot).subarray(1, 4).toString()).toBe('PNG');
+  });
+});
+
+/** The report of a matrix run (two link rates x block/shared) in the same browser: per-cell tables, charts and the QMP samples. */
+describe('matrix HTML report in a real browser', () => {
+  let tmp: string;
+  let results: Results;
+  let htmlFile: string;
+  let context: BrowserContext | undefined;
+  let page: Page;
+  const requests: string[] = [];
+  const errors: string[] = [];
+  const labels = ['block, link.rate=unlimited', 'shared, link.rate=unlimited', 'block, link.rate=200Mbit', 'shared, link.rate=200Mbit'];
+
+  beforeAll(async () => {
+    expect(existsSync(chromiumPath), `${chromiumPath} (Debian's chromium package) is needed`).toBe(true);
+    tmp = mkdtempSync(join(tmpdir(), 'mlhtml-matrix-'));
+    const runDir = join(tmp, 'run');
+    mkdirSync(runDir);
+    copyFileSync(matrixFixture, join(runDir, 'results.json'));
+    results = resultsSchema.parse(JSON.parse(readFileSync(matrixFixture, 'utf8')));
+    htmlFile = await writeReport([runDir], join(tmp, 'out', 'report.html'));
+    context = await chromium.launchPersistentContext(join(tmp, 'profile'), { executablePath: chromiumPath, headless: true, args: browserArgs, viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(pathToFileURL(htmlFile).href, { waitUntil: 'load' });
+    await page.waitForSelector('body[data-charts="ready"]', { timeout: 15_000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      await context?.close();
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('loads with no console or page error and no request but the file itself', () => {
+    expect(errors).toEqual([]);
+    expect(requests).toEqual([pathToFileURL(htmlFile).href]);
+  });
+
+  it('draws ink, and coloured data, on every canvas: a distribution per metric, a timeline per iteration', async () => {
+    const canvases = await canvasInk(page);
+    expect(canvases.map((c) => c.kind)).toEqual([...distributionMetrics.map(() => 'distribution'), ...results.iterations.map(() => 'timeline')]);
+    for (const c of canvases) {
+      expect(c.width * c.height, c.id).toBeGreaterThan(100 * 100);
+      expect(c.inked, `${c.id}: ink`).toBeGreaterThan(500);
+      expect(c.coloured, `${c.id}: coloured data pixels`).toBeGreaterThan(c.kind === 'timeline' ? 300 : 100);
+    }
+  });
+
+  it('shows per cell, in the summary table and on the distributions, the medians computed from that cell\'s iterations', async () => {
+    const cells: { metric: string; cell: string; value: string | null; text: string }[] = await page.$$eval('table.summary [data-cell][data-stat="median"]', (els) =>
+      (els as unknown as PageElement[]).map((e) => ({ metric: e.dataset.metric!, cell: e.dataset.cell!, value: e.dataset.value ?? null, text: e.textContent!.trim() })),
+    );
+    expect([...new Set(cells.map((c) => c.cell))]).toEqual(labels);
+    for (const label of labels) {
+      const ok = results.iterations.filter((i) => i.cell!.label === label && i.ok);
+      for (const m of metrics) {
+        const expected = stats(valuesOf(ok, m)).median!;
+        const c = cells.filter((x) => x.cell === label && x.metric === m.key);
+        expect(c, `${label} ${m.key}`).toHaveLength(1);
+        expect(Number(c[0]!.value)).toBe(expected);
+        if (m.unit === 'ms') expect(c[0]!.text).toBe(expected.toFixed(1));
+      }
+    }
+    const drawn: Record<string, { points: number; medians: (number | null)[]; ticks: unknown[] }> = await page.$$eval('canvas[data-kind="distribution"]', (els) => {
+      const Chart = (globalThis as unknown as PageGlobal).Chart;
+      return Object.fromEntries(
+        (els as unknown as PageCanvas[]).map((c) => {
+          const chart = Chart.getChart(c) as PageChart & { scales: { x: { ticks: { label: unknown }[] } } };
+          let points = 0;
+          const medians: (number | null)[] = [];
+          chart.data.datasets.forEach((d, k) => {
+            if (d.migralab === 'points') points += chart.getDatasetMeta(k).data.length;
+            if (d.migralab === 'median') medians.push(d.data[0]!.y);
+          });
+          return [c.dataset.metric!, { points, medians, ticks: chart.scales.x.ticks.map((t) => t.label) }];
+        }),
+      );
+    });
+    for (const key of distributionMetrics) {
+      const m = metricOf(key);
+      expect(drawn[key]!.points, key).toBe(results.iterations.length);
+      expect(drawn[key]!.medians, key).toEqual(groups(results).map((g) => stats(valuesOf(g.ok, m)).median));
+      expect(drawn[key]!.ticks, key).toEqual([
+        ['block', 'unlimited'],
+        ['shared', 'unlimited'],
+        ['block', '200Mbit'],
+        ['shared', '200Mbit'],
+      ]);
+    }
+    // block − shared per group
+    const diffs = await page.$$eval('table.summary tr.diff [data-metric="durationMs"][data-stat="diff"]', (els) => (els as unknown as PageElement[]).map((e) => [e.dataset.group, e.textContent]));
+    expect(diffs).toEqual([
+      ['link.rate=unlimited', '+370.0'],
+      ['link.rate=200Mbit', '-1062.3'],
+    ]);
+  });
+
+  it('draws on each timeline the ping replies, and RAM and disk remaining from the QMP samples on a second axis', async () => {
+    const timelines: { iteration: number; series: { name: string; points: number; visible: boolean }[]; y2: boolean }[] = await page.$$eval('canvas[data-kind="timeline"]', (els) => {
+      const Chart = (globalThis as unknown as PageGlobal).Chart;
+      return (els as unknown as PageCanvas[]).map((c) => {
+        const chart = Chart.getChart(c) as PageChart & { options: { scales: { y2: { display: boolean } } } };
+        return {
+          iteration: Number(c.dataset.iteration),
+          series: chart.data.datasets.map((d, k) => ({ name: d.migralab ?? '', points: chart.getDatasetMeta(k).data.length, visible: chart.isDatasetVisible(k) })),
+          y2: chart.options.scales.y2.display,
+        };
+      });
+    });
+    expect(timelines.map((t) => t.iteration)).toEqual(results.iterations.map((i) => i.index));
+    for (const t of timelines) {
+      const it = results.iterations[t.iteration]!;
+      const samples = it.timeline!.samples!;
+      const expected = [{ name: 'rtt', points: it.timeline!.ping.filter(([, rtt]) => rtt !== null).length, visible: true }, { name: 'ramRemaining', points: samples.length, visible: true }];
+      // only block migration has a disk mirror to report
+      if (it.strategy === 'block') expected.push({ name: 'diskRemaining', points: samples.length, visible: true });
+      expect(t.series, it.cell!.label).toEqual(expected);
+      expect(t.y2).toBe(true);
+    }
+  });
+
+  it('lists the iterations with the new columns, on a page that fits the figures', async () => {
+    const heads = await page.locator('table.iterations thead th').allTextContents();
+    expect(heads).toEqual(expect.arrayContaining(['cell', 'pre-copy (ms)', 'RAM passes', 'switchover (ms)', 'resume (ms)', 'link efficiency', 'guest clock loss (ms)', 'harness CPU (ms)', 'cross-check']));
+    expect(await page.locator('table.iterations td[data-field="link.efficiency"][data-iteration="3"]').textContent()).toBe('96.0%');
+    expect(await page.locator('table.iterations tr.flagged').count()).toBe(0);
+    mkdirSync(resolve('test-artifacts'), { recursive: true });
+    await page.screenshot({ path: matrixScreenshot, fullPage: true });
+    expect(readFileSync(matrixScreenshot).subarray(1, 4).toString()).toBe('PNG');
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it, expect } from 'vitest';
 import { compareResults, formatComparison, loadResults } from '../../../lab/report/compare.ts';
 import { MigralabError } from '../../../lab/errors.ts';
-import { makeResults, series } from './fixtures.ts';
+import { loadMatrix, makeResults, series } from './fixtures.ts';
 
 const base = { durationMs: 2000, downtimeMs: 40, maxGapMs: 300, lost: 20 };
 const run = (factor: number, n = 8) => makeResults({ block: series(n, base, factor), shared: series(n, { ...base, durationMs: 500 }, factor) });
@@ -118,7 +118,76 @@ describe('compareResults', () => {
       'scenario settings differ: topology, guest, ping, link, workload, tunables, mirror, axes',
       'block: 1/4 iterations failed in the current run (baseline 0/4)',
     ]);
-    expect(c.strategies).toEqual([{ strategy: 'block', baseline: { iterations: 4, failed: 0 }, current: { iterations: 4, failed: 1 } }]);
+    expect(c.cells).toEqual([{ cell: 'block', strategy: 'block', baseline: { iterations: 4, failed: 0 }, current: { iterations: 4, failed: 1 } }]);
+  });
+});
+
+describe('compareResults on matrix runs', () => {
+  const m = loadMatrix();
+  const labels = ['block, link.rate=unlimited', 'shared, link.rate=unlimited', 'block, link.rate=200Mbit', 'shared, link.rate=200Mbit'];
+  /** The run with every figure of the cells matching `which` scaled by `factor`. */
+  const scaled = (factor: number, which: (label: string) => boolean) => {
+    const r = structuredClone(m);
+    for (const i of r.iterations)
+      if (which(i.cell!.label)) {
+        i.durationMs = i.durationMs! * factor;
+        i.qemu.downtimeMs = i.qemu.downtimeMs! * factor;
+        i.ping.maxGapMs = i.ping.maxGapMs! * factor;
+        i.ping.lost = Math.round(i.ping.lost! * factor);
+      }
+    return r;
+  };
+
+  it('matches cells by label: a run against itself changes nothing in any cell', () => {
+    const c = compareResults(m, m, { tolerancePct: 10 });
+    expect(c.cells.map((x) => x.cell)).toEqual(labels);
+    expect(c.rows).toHaveLength(labels.length * 4);
+    expect([...new Set(c.rows.map((r) => r.cell))]).toEqual(labels);
+    expect(c.rows.every((r) => r.change === 0 && r.verdict === 'same')).toBe(true);
+    expect(c.warnings).toEqual([]);
+  });
+
+  it('compares each cell with the same cell of the baseline, whatever the order', () => {
+    const current = scaled(2, (l) => l.endsWith('200Mbit'));
+    current.iterations.reverse();
+    const c = compareResults(m, current, { tolerancePct: 10 });
+    expect(c.cells.map((x) => x.cell)).toEqual([...labels].reverse());
+    for (const row of c.rows) {
+      const base = m.iterations.find((i) => i.cell!.label === row.cell)!;
+      expect(row.strategy).toBe(base.strategy);
+      if (row.metric === 'durationMs') expect(row.baseline.median).toBe(base.durationMs);
+      if (row.cell.endsWith('unlimited')) expect(row.verdict, `${row.cell} ${row.metric}`).toBe('same');
+      // one repetition: the interval is the change itself, and says it means little
+      else expect(row.verdict, `${row.cell} ${row.metric}`).toBe('regression');
+      expect(row.warning).toMatch(/only 1 and 1 values/);
+    }
+    const d = c.rows.find((r) => r.cell === 'shared, link.rate=200Mbit' && r.metric === 'durationMs')!;
+    expect(d.change).toBeCloseTo(15623.345482999997, 6);
+    expect(c.regressions).toBe(8);
+  });
+
+  it('warns about a cell on one side only, and compares the others', () => {
+    const fewer = { ...m, iterations: m.iterations.filter((i) => i.cell!.label !== 'shared, link.rate=200Mbit') };
+    const c = compareResults(m, fewer, { tolerancePct: 10 });
+    expect(c.warnings).toEqual(['shared, link.rate=200Mbit: only in the baseline, not compared']);
+    expect(c.cells.map((x) => x.cell)).toEqual(labels.slice(0, 3));
+    const back = compareResults(fewer, m, { tolerancePct: 10 });
+    expect(back.warnings).toEqual(['shared, link.rate=200Mbit: only in the current run, not compared']);
+    // a run from before cells (one cell per strategy) shares no cell with a matrix run
+    const old = makeResults({ block: series(3, base), shared: series(3, base) });
+    const mixed = compareResults(old, m, { tolerancePct: 10 });
+    expect(mixed.rows).toEqual([]);
+    expect(mixed.warnings).toContain('block: only in the baseline, not compared');
+    expect(mixed.warnings).toContain('block, link.rate=unlimited: only in the current run, not compared');
+    expect(formatComparison(mixed)).toContain('nothing to compare');
+  });
+
+  it('prints one row per cell and metric, the cell\'s label first', () => {
+    const lines = formatComparison(compareResults(m, scaled(2, (l) => l.startsWith('block')), { tolerancePct: 10 })).split('\n');
+    expect(lines[3]).toMatch(/^cell\s+metric\s+ok\/runs/);
+    expect(lines.find((l) => l.startsWith('block, link.rate=200Mbit ') && l.includes('duration'))).toMatch(/1\/1 -> 1\/1\s+14561\.1 ms\s+29122\.1 ms\s+\+14561\.1 ms \(\+100\.0%\)\s+\[\+14561\.1, \+14561\.1\] \*\s+REGRESSION$/);
+    expect(lines.find((l) => l.startsWith('shared, link.rate=unlimited ') && l.includes('duration'))).toMatch(/\s+same$/);
+    expect(lines).toContain('* block, link.rate=unlimited: only 1 and 1 values: a bootstrap interval needs at least 5 per group to mean much');
   });
 });
 

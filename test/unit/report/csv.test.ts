@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { toCsv, csvColumns } from '../../../lab/report/csv.ts';
-import { makeResults } from './fixtures.ts';
+import { loadMatrix, makeResults } from './fixtures.ts';
 
 /** A small RFC 4180 reader: quoted fields may hold commas, doubled quotes, CR and LF. */
 function parseCsv(text: string): string[][] {
@@ -45,7 +45,7 @@ describe('toCsv', () => {
     expect(rows).toHaveLength(r.iterations.length + 1);
     expect(rows[0]).toEqual(csvColumns.map(([h]) => h));
     expect(rows[0]).toEqual(expect.arrayContaining(['index', 'qemu.totalTimeMs', 'ping.medianGapMs', 'verified.answersPing', 'notes']));
-    for (const row of rows) expect(row).toHaveLength(27);
+    for (const row of rows) expect(row).toHaveLength(41);
     expect(csv.endsWith('\r\n')).toBe(true);
     expect(csv.replaceAll('\r\n', '').includes('\n')).toBe(false);
   });
@@ -88,6 +88,61 @@ describe('toCsv', () => {
     expect(row[col('error')]).toBe('');
     expect(row[col('index')]).toBe('0');
     expect(row[col('verified.diskIntact')]).toBe('true');
+  });
+
+  it('writes the matrix cell, phases, link, guest and harness figures and the cross-check flags of a matrix run', () => {
+    const m = loadMatrix();
+    m.iterations[3]!.crossCheck = ['ping gap 486 ms < QEMU downtime 505 ms', 'guest clock lost 9 ms, far below the downtime'];
+    const rows = parseCsv(toCsv(m));
+    const added = [
+      'cell',
+      'phases.mirrorMs',
+      'phases.precopyMs',
+      'phases.ramIterations',
+      'phases.switchoverMs',
+      'phases.resumeMs',
+      'link.rateBitsPerSec',
+      'link.wireBytes',
+      'link.efficiency',
+      'guest.clockLossMs',
+      'guest.probeMaxGapMs',
+      'harness.cpuMs',
+      'harness.pingCpuMs',
+      'crossCheck',
+    ];
+    expect(rows[0]).toEqual(expect.arrayContaining(added));
+    expect(rows[0]!.indexOf('cell')).toBe(rows[0]!.indexOf('strategy') + 1);
+    const col = (name: string) => rows[0]!.indexOf(name);
+    const field = (row: string[], name: string) => row[col(name)];
+    for (const it of m.iterations) {
+      const row = rows[it.index + 1]!;
+      expect(field(row, 'cell')).toBe(it.cell!.label);
+      expect(field(row, 'phases.mirrorMs')).toBe(it.phases!.mirrorMs === null ? '' : String(it.phases!.mirrorMs));
+      expect(Number(field(row, 'phases.precopyMs'))).toBe(it.phases!.precopyMs);
+      expect(Number(field(row, 'phases.ramIterations'))).toBe(it.phases!.ramIterations);
+      expect(Number(field(row, 'phases.switchoverMs'))).toBe(it.phases!.switchoverMs);
+      expect(Number(field(row, 'phases.resumeMs'))).toBe(it.phases!.resumeMs);
+      expect(field(row, 'link.rateBitsPerSec')).toBe(it.link!.rateBitsPerSec === null ? '' : String(it.link!.rateBitsPerSec));
+      expect(Number(field(row, 'link.wireBytes'))).toBe(it.link!.wireBytes);
+      expect(field(row, 'link.efficiency')).toBe(it.link!.efficiency === null ? '' : String(it.link!.efficiency));
+      expect(Number(field(row, 'guest.clockLossMs'))).toBe(it.guest!.clockLossMs);
+      expect(Number(field(row, 'guest.probeMaxGapMs'))).toBe(it.guest!.probeMaxGapMs);
+      expect(Number(field(row, 'harness.cpuMs'))).toBe(it.harness!.cpuMs);
+      expect(Number(field(row, 'harness.pingCpuMs'))).toBe(it.harness!.pingCpuMs);
+    }
+    expect(rows.slice(1).map((r) => field(r, 'cell'))).toEqual(['block, link.rate=unlimited', 'shared, link.rate=unlimited', 'block, link.rate=200Mbit', 'shared, link.rate=200Mbit']);
+    expect(field(rows[3]!, 'link.rateBitsPerSec')).toBe('200000000');
+    expect(field(rows[3]!, 'link.efficiency')).toBe('0.9555335428692382');
+    expect(field(rows[2]!, 'phases.mirrorMs')).toBe(''); // shared: no mirror
+    expect(rows.slice(1, 4).map((r) => field(r, 'crossCheck'))).toEqual(['', '', '']);
+    expect(field(rows[4]!, 'crossCheck')).toBe('ping gap 486 ms < QEMU downtime 505 ms; guest clock lost 9 ms, far below the downtime');
+  });
+
+  it('leaves the new fields empty for results written before them, and names the cell after the strategy', () => {
+    const rows = parseCsv(toCsv(results()));
+    const col = (name: string) => rows[0]!.indexOf(name);
+    expect(rows.slice(1).map((r) => r[col('cell')])).toEqual(['block', 'shared', 'block', 'shared', 'block', 'shared']);
+    for (const name of ['phases.precopyMs', 'link.wireBytes', 'guest.clockLossMs', 'harness.cpuMs', 'crossCheck']) expect(rows.slice(1).map((r) => r[col(name)]), name).toEqual(['', '', '', '', '', '']);
   });
 
   it('is a header alone for a run without iterations', () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { scenarioSchema, type Strategy } from '../../../lab/config/scenario.ts';
 import { RESULTS_SCHEMA, RESULTS_VERSION, resultsSchema, summarize, type IterationResult, type Results } from '../../../lab/runner/results.ts';
 
@@ -107,4 +108,11 @@ export function series(n: number, base: Required<Omit<IterationSpec, 'ok'>>, fac
     const f = (v: number | null) => (v === null ? null : Math.round(v * k * 10) / 10);
     return { durationMs: f(base.durationMs), downtimeMs: f(base.downtimeMs), maxGapMs: f(base.maxGapMs), lost: base.lost === null ? null : Math.round(base.lost * k) };
   });
+}
+
+/** A real matrix run: 2 link cells (link.rate=unlimited, 200Mbit) x block/shared, one repetition each, with every per-iteration view. */
+export const matrixFixture = 'test/fixtures/results/matrix.results.json';
+
+export function loadMatrix(): Results {
+  return resultsSchema.parse(JSON.parse(readFileSync(matrixFixture, 'utf8')));
 }

@@ -1,11 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { chartJsSource, distributionMetrics, jsonForScript, largestGap, renderHtml, scriptText, statColumns, type ReportData } from '../../../lab/report/html.ts';
-import { groups, metricOf, metrics, valuesOf } from '../../../lab/report/metrics.ts';
+import { blockMinusShared, groups, metricOf, metrics, valuesOf } from '../../../lab/report/metrics.ts';
 import { stats } from '../../../lab/measure/stats.ts';
 import { scenarioSchema } from '../../../lab/config/scenario.ts';
 import { resultsSchema, type Results } from '../../../lab/runner/results.ts';
-import { makeResults, series } from './fixtures.ts';
+import { loadMatrix, makeResults, series } from './fixtures.ts';
 
 const load = (file: string): Results => resultsSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
 const small = load('test/fixtures/results/small.results.json');
@@ -97,8 +97,11 @@ describe('renderHtml on a real run (6 migrations of a small guest)', () => {
     expect(dists.map((d) => d.metric)).toEqual([...distributionMetrics]);
     for (const d of dists) {
       const m = metricOf(d.metric);
-      expect(d.strategies.map((s) => s.strategy)).toEqual(['block', 'shared']);
-      for (const s of d.strategies) {
+      expect(d.cells.map((s) => [s.strategy, s.label, s.group])).toEqual([
+        ['block', 'block', ''],
+        ['shared', 'shared', ''],
+      ]);
+      for (const s of d.cells) {
         const g = groups(small).find((x) => x.strategy === s.strategy)!;
         expect(s.points.map((p) => p.value)).toEqual(g.ok.map((i) => m.get(i)));
         expect(s.points.map((p) => p.repetition)).toEqual([1, 2, 3]);
@@ -144,6 +147,123 @@ describe('renderHtml on a real run (6 migrations of a small guest)', () => {
     expect(html).toContain(scriptText(js));
     expect(html.match(/<script\b/g)).toHaveLength(3);
     expect(html.match(/<\/script>/g)).toHaveLength(3);
+  });
+});
+
+describe('renderHtml on a matrix run (2 link rates x block/shared, every per-iteration view)', () => {
+  const m = loadMatrix();
+  const html = renderHtml([{ path: 'results/matrix', results: m }], { generatedAt });
+  const labels = ['block, link.rate=unlimited', 'shared, link.rate=unlimited', 'block, link.rate=200Mbit', 'shared, link.rate=200Mbit'];
+  const byCell = (label: string) => statCells(html).filter((c) => c.attrs.cell === label);
+
+  it('has a summary row per cell: every statistic stats() computes over that cell\'s successful iterations', () => {
+    expect(html).toContain('<h3>Summary per cell</h3>');
+    expect(renderHtml([{ path: 'x', results: small }], { generatedAt })).toContain('<h3>Summary per strategy</h3>');
+    for (const label of labels) {
+      const ok = m.iterations.filter((i) => i.cell!.label === label && i.ok);
+      for (const metric of metrics) {
+        const s = stats(valuesOf(ok, metric));
+        const mine = byCell(label).filter((c) => c.attrs.metric === metric.key);
+        expect(mine.filter((c) => c.attrs.stat === 'n').map((c) => Number(c.attrs.value))).toEqual([s.n]);
+        for (const stat of statColumns) {
+          const c = mine.filter((x) => x.attrs.stat === stat);
+          expect(c, `${label} ${metric.key} ${stat}`).toHaveLength(1);
+          if (s[stat] === undefined) expect(c[0]!.attrs.value).toBeUndefined();
+          else expect(Number(c[0]!.attrs.value)).toBe(s[stat]);
+        }
+      }
+    }
+    expect(byCell('shared, link.rate=200Mbit').find((c) => c.attrs.metric === 'durationMs' && c.attrs.stat === 'median')!.text).toBe('15623.3');
+    expect(html).toContain('<b>block, link.rate=200Mbit</b>: 1 iteration, 0 failed');
+  });
+
+  it('gives block − shared per group, right after the group\'s two cells', () => {
+    const diffs = blockMinusShared(m, 1);
+    for (const metric of metrics)
+      for (const d of diffs) {
+        const at = (stat: string) => statCells(html).filter((c) => c.attrs.metric === metric.key && c.attrs.strategy === 'block-shared' && c.attrs.group === d.group && c.attrs.stat === stat);
+        expect(at('diff').map((c) => Number(c.attrs.value))).toEqual([d.diffs[metric.key]!.diff]);
+        expect(at('low').map((c) => Number(c.attrs.value))).toEqual([d.diffs[metric.key]!.low]);
+        expect(at('high').map((c) => Number(c.attrs.value))).toEqual([d.diffs[metric.key]!.high]);
+      }
+    const duration = statCells(html).filter((c) => c.attrs.metric === 'durationMs' && c.attrs.strategy === 'block-shared' && c.attrs.stat === 'diff');
+    expect(duration.map((c) => [c.attrs.group, c.text])).toEqual([
+      ['link.rate=unlimited', '+370.0'],
+      ['link.rate=200Mbit', '-1062.3'],
+    ]);
+    expect(html.match(/data-stat="warning"/g)).toHaveLength(2 * metrics.length);
+    // in the table: block, shared, difference of the first group, then the second group
+    const body = /<table class="summary" id="run-0-summary"[\s\S]*?<\/table>/.exec(html)![0];
+    const rowHeads = [...body.matchAll(/<th scope="row"[^>]*>([^<]*)(?:<div class="fine">([^<]*))?/g)].slice(0, 6).map((x) => (x[2] ? `${x[1]} @ ${x[2]}` : x[1]));
+    expect(rowHeads).toEqual([labels[0], labels[1], 'block − shared @ link.rate=unlimited', labels[2], labels[3], 'block − shared @ link.rate=200Mbit']);
+  });
+
+  it('draws distributions with one x category per cell', () => {
+    const data = dataOf(html);
+    for (const d of data.runs[0]!.distributions) {
+      expect(d.cells.map((c) => c.label)).toEqual(labels);
+      expect(d.cells.map((c) => c.group)).toEqual(['link.rate=unlimited', 'link.rate=unlimited', 'link.rate=200Mbit', 'link.rate=200Mbit']);
+      for (const c of d.cells) {
+        const ok = m.iterations.filter((i) => i.cell!.label === c.label && i.ok);
+        expect(c.points.map((p) => p.value)).toEqual(ok.map((i) => metricOf(d.metric).get(i)));
+        expect(c.median).toBe(stats(valuesOf(ok, metricOf(d.metric))).median);
+      }
+    }
+    expect(html).toMatch(/data-kind="distribution" data-metric="durationMs" data-points="4" data-cells="4"/);
+    expect(html).toContain('under each cell: strategy, link.rate');
+  });
+
+  it('puts the QMP samples and the phase marks on each timeline, on one x range per group', () => {
+    const data = dataOf(html);
+    const tl = data.runs[0]!.timelines;
+    expect(tl.map((t) => t.cell)).toEqual(labels);
+    // cells that differ only by strategy share a range, and it holds every reply, sample and mark of both
+    expect(tl[0]!.range).toEqual(tl[1]!.range);
+    expect(tl[2]!.range).toEqual(tl[3]!.range);
+    expect(tl[0]!.range!.max).toBeLessThan(tl[2]!.range!.max);
+    for (const t of tl) {
+      const it = m.iterations[t.index]!;
+      const xs = [...it.timeline!.ping.map(([x]) => x), ...it.timeline!.samples!.map((s) => s.t), it.timeline!.marks.destRunning!];
+      expect(Math.min(...xs)).toBeGreaterThanOrEqual(t.range!.min);
+      expect(Math.max(...xs)).toBeLessThanOrEqual(t.range!.max);
+      expect(html).toContain(`data-kind="timeline" data-iteration="${t.index}" data-replies="${it.timeline!.ping.length}" data-samples="${it.timeline!.samples!.length}"`);
+      expect(t.gap!.ms).toBeCloseTo(it.ping.maxGapMs!, 6);
+    }
+    expect(html).toContain('RAM start 1282.7 ms');
+    expect(html).toContain('destination running 14658.6 ms');
+    expect(html).toContain('270 QMP samples');
+    expect(html).toMatch(/<span class="sw ram"><\/span>RAM remaining <span class="sw disk"><\/span>disk remaining/);
+  });
+
+  it('lists each iteration with its cell, phases, link efficiency, guest clock loss and harness CPU', () => {
+    const head = /<table class="iterations"><thead><tr>([\s\S]*?)<\/tr>/.exec(html)![1]!;
+    for (const h of ['cell', 'pre-copy (ms)', 'RAM passes', 'switchover (ms)', 'resume (ms)', 'link efficiency', 'guest clock loss (ms)', 'harness CPU (ms)', 'cross-check'])
+      expect(head).toContain(`<th scope="col">${h}</th>`);
+    const field = (index: number, name: string) => new RegExp(`<td class="num" data-iteration="${index}" data-field="${name.replace('.', '\\.')}"(?: data-value="([^"]*)")?[^>]*>([^<]*)</td>`).exec(html);
+    for (const it of m.iterations) {
+      expect(html).toContain(`<td class="strategy s-${it.strategy}">${it.cell!.label}</td>`);
+      expect(Number(field(it.index, 'phases.precopyMs')![1])).toBe(it.phases!.precopyMs);
+      expect(Number(field(it.index, 'phases.ramIterations')![1])).toBe(it.phases!.ramIterations);
+      expect(Number(field(it.index, 'phases.resumeMs')![1])).toBe(it.phases!.resumeMs);
+      expect(Number(field(it.index, 'guest.clockLossMs')![1])).toBe(it.guest!.clockLossMs);
+      expect(Number(field(it.index, 'harness.cpuMs')![1])).toBe(it.harness!.cpuMs);
+    }
+    expect(field(2, 'link.efficiency')!.slice(1)).toEqual(['0.9555335428692382', '95.6%']);
+    expect(field(0, 'link.efficiency')![1]).toBeUndefined(); // link not capped
+    expect(field(0, 'link.efficiency')![2]).toBe('–');
+    expect(html.match(/<span class="ok" title="the network, hypervisor and guest views agree">agree<\/span>/g)).toHaveLength(4);
+    expect(html).toContain('the network (ping), hypervisor (QMP) and guest views agree in all 4 iterations checked');
+  });
+
+  it('highlights an iteration whose views contradict each other, and lists the contradictions', () => {
+    const flagged = loadMatrix();
+    flagged.iterations[1]!.crossCheck = ['ping gap <92 ms> shorter than QEMU downtime', 'guest clock lost 2 ms'];
+    const page = renderHtml([{ path: 'x', results: flagged }], { generatedAt });
+    expect(page.match(/<tr data-iteration="\d+" class="flagged">/g)).toEqual(['<tr data-iteration="1" class="flagged">']);
+    expect(page).toContain('<span class="flag" title="ping gap &lt;92 ms&gt; shorter than QEMU downtime\nguest clock lost 2 ms">⚠ 2 contradictions</span>');
+    expect(page).toContain('<tr class="flags" data-iteration="1"><td colspan="');
+    expect(page).toContain('<li>ping gap &lt;92 ms&gt; shorter than QEMU downtime</li><li>guest clock lost 2 ms</li>');
+    expect(page).toContain('<span class="flag">1 of 4 iterations</span> have views that contradict each other');
   });
 });
 
@@ -193,7 +313,7 @@ describe('renderHtml on hand-made results', () => {
     expect(html).toContain('<b>block</b>: 4 iterations, 1 failed');
     expect(html).toContain('migration failed (fixture)');
     const d = dataOf(html).runs[0]!.distributions.find((x) => x.metric === 'durationMs')!;
-    expect(d.strategies.map((s) => s.points.length)).toEqual([3, 3]);
+    expect(d.cells.map((s) => s.points.length)).toEqual([3, 3]);
   });
 
   it('warns of too few repetitions only below five per strategy', () => {
@@ -205,9 +325,20 @@ describe('renderHtml on hand-made results', () => {
   it('has no block − shared row when only one strategy ran, and – for what is not defined', () => {
     const html = renderHtml([{ path: 'x', results: makeResults({ shared: [{ durationMs: 500, downtimeMs: 30, maxGapMs: null, lost: 1 }] }) }], { generatedAt });
     expect(html).not.toContain('block − shared</th>');
-    expect(cell(html, 'durationMs', 'shared', 'sd')[0]).toEqual({ attrs: { metric: 'durationMs', strategy: 'shared', stat: 'sd' }, text: '–' });
+    expect(cell(html, 'durationMs', 'shared', 'sd')[0]).toEqual({ attrs: { metric: 'durationMs', strategy: 'shared', cell: 'shared', stat: 'sd' }, text: '–' });
     expect(cell(html, 'interruptionMs', 'shared', 'median')[0]!.text).toBe('–');
     expect(Number(cell(html, 'interruptionMs', 'shared', 'n')[0]!.attrs.value)).toBe(0);
+  });
+
+  it('leaves out iteration columns and legend entries results.json has no figures for', () => {
+    const html = renderHtml([{ path: 'x', results: small }], { generatedAt });
+    const head = /<table class="iterations"><thead><tr>([\s\S]*?)<\/tr>/.exec(html)![1]!;
+    const cols = [...head.matchAll(/<th scope="col">([^<]*)<\/th>/g)].map((x) => x[1]);
+    expect(cols).toEqual(['#', 'strategy', 'rep', 'from → to', 'status', 'duration (ms)', 'QEMU downtime (ms)', 'ping interruption (ms)', 'lost pings', 'prepare (ms)', 'mirror (ms)', 'RAM sent', 'disk sent', 'pings sent', 'ping interval kept (ms)']);
+    const legend = /<p class="legend fine">([\s\S]*?)<\/p>/.exec(html)![1]!;
+    expect(legend).toContain('disk mirror ready');
+    for (const absent of ['RAM remaining', 'RAM start', 'destination running']) expect(legend).not.toContain(absent);
+    expect(html).not.toContain('Cross-check:');
   });
 
   it('lists the scenario thresholds with whether they held', () => {

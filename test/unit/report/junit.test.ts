@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { toJUnit, xmlAttr, xmlText } from '../../../lab/report/junit.ts';
 import { evaluateThresholds } from '../../../lab/report/thresholds.ts';
-import { makeResults } from './fixtures.ts';
+import { loadMatrix, makeResults } from './fixtures.ts';
 
 const parser = new XMLParser({
   ignoreAttributes: false,
@@ -24,6 +24,7 @@ interface TestCase {
   name: string;
   time: string;
   failure?: Failure[];
+  'system-out'?: string;
 }
 interface TestSuite {
   name: string;
@@ -109,6 +110,53 @@ describe('toJUnit', () => {
     expect(doc.testsuites.tests).toBe(String(7 + 4));
     expect(doc.testsuites.failures).toBe(String(Number(mig!.failures) + 1));
     expect(doc.testsuites.errors).toBe('0');
+  });
+
+  it('names and classes test cases after the matrix cell, thresholds too', () => {
+    const m = loadMatrix();
+    const checks = evaluateThresholds(m, { maxDurationMs: 10000, statistic: 'max' });
+    const doc = parse(toJUnit(m, checks));
+    const [mig, thr] = doc.testsuites.testsuite;
+    expect(mig!.testcase.map((c) => [c.classname, c.name])).toEqual([
+      ['migralab.e2e-fidelity.block, link_rate=unlimited', 'block, link.rate=unlimited #1 controller -> compute1'],
+      ['migralab.e2e-fidelity.shared, link_rate=unlimited', 'shared, link.rate=unlimited #1 controller -> compute1'],
+      ['migralab.e2e-fidelity.block, link_rate=200Mbit', 'block, link.rate=200Mbit #1 compute1 -> controller'],
+      ['migralab.e2e-fidelity.shared, link_rate=200Mbit', 'shared, link.rate=200Mbit #1 compute1 -> controller'],
+    ]);
+    expect(mig!.testcase.map((c) => c.time)).toEqual(['1.015', '0.645', '14.561', '15.623']);
+    expect(mig!.testcase.every((c) => !c.failure && c['system-out'] === undefined)).toBe(true);
+    expect(thr!.testcase.map((c) => [c.classname, c.name, Boolean(c.failure)])).toEqual([
+      ['migralab.e2e-fidelity.thresholds.block, link_rate=unlimited', 'block, link.rate=unlimited: duration max <= 10000 ms', false],
+      ['migralab.e2e-fidelity.thresholds.shared, link_rate=unlimited', 'shared, link.rate=unlimited: duration max <= 10000 ms', false],
+      ['migralab.e2e-fidelity.thresholds.block, link_rate=200Mbit', 'block, link.rate=200Mbit: duration max <= 10000 ms', true],
+      ['migralab.e2e-fidelity.thresholds.shared, link_rate=200Mbit', 'shared, link.rate=200Mbit: duration max <= 10000 ms', true],
+    ]);
+    expect(thr!.testcase[2]!.failure![0]!['#text']).toContain('cell: block, link.rate=200Mbit');
+  });
+
+  it('says in <system-out>, without failing, that an iteration\'s views contradict each other', () => {
+    const m = loadMatrix();
+    m.iterations[1]!.crossCheck = ['ping gap 92 ms < QEMU downtime 140 ms: the network saw less than the hypervisor', 'guest clock lost <&> 2 ms'];
+    const r = results();
+    r.iterations.find((i) => !i.ok)!.crossCheck = ['one flag'];
+    for (const [doc, flagged] of [
+      [parse(toJUnit(m)), 1],
+      [parse(toJUnit(r)), r.iterations.findIndex((i) => !i.ok)],
+    ] as const) {
+      const cases = doc.testsuites.testsuite[0]!.testcase;
+      expect(cases.filter((c) => c['system-out'] !== undefined)).toHaveLength(1);
+      expect(cases[flagged]!['system-out']).toMatch(/^cross-check: \d contradictions? between the network, hypervisor and guest views \(not a failure\):\n- /);
+    }
+    const m1 = parse(toJUnit(m)).testsuites.testsuite[0]!;
+    expect(m1.failures).toBe('0');
+    expect(m1.testcase[1]!.failure).toBeUndefined();
+    expect(m1.testcase[1]!['system-out']).toBe(
+      'cross-check: 2 contradictions between the network, hypervisor and guest views (not a failure):\n- ping gap 92 ms < QEMU downtime 140 ms: the network saw less than the hypervisor\n- guest clock lost <&> 2 ms',
+    );
+    // a failed iteration keeps its failure, the cross-check after it
+    const failed = parse(toJUnit(r)).testsuites.testsuite[0]!.testcase.find((c) => c.failure)!;
+    expect(failed['system-out']).toContain('- one flag');
+    expect(toJUnit(r)).toMatch(/<\/failure>\n\s*<system-out>cross-check: 1 contradiction /);
   });
 
   it('records the environment as properties', () => {

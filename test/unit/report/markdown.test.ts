@@ -2,7 +2,9 @@ import { describe, it, expect } from 'vitest';
 import { toMarkdown, formatNumber, mdText } from '../../../lab/report/markdown.ts';
 import { evaluateThresholds } from '../../../lab/report/thresholds.ts';
 import { bootstrapMedianDiff } from '../../../lab/measure/stats.ts';
-import { makeResults, type IterationSpec } from './fixtures.ts';
+import { loadMatrix, makeResults, type IterationSpec } from './fixtures.ts';
+import { groups, metrics, phaseMetrics, valuesOf } from '../../../lab/report/metrics.ts';
+import { median, stats as statsOf } from '../../../lab/measure/stats.ts';
 
 const figs = (durations: number[], lost: number | null = 2): IterationSpec[] => durations.map((d) => ({ durationMs: d, downtimeMs: null, maxGapMs: d / 10, lost }));
 
@@ -110,6 +112,93 @@ describe('toMarkdown', () => {
     expect(row(env(md), 'accelerator')).toEqual(['accelerator', 'tcg (no /dev/kvm)']);
     expect(row(env(md), 'QEMU')).toEqual(['QEMU', '8.2.2']);
     expect(row(env(md), 'NFS')[1]).toContain('kernel client');
+  });
+});
+
+/** The lines under a `### heading` inside a section, up to the next heading. */
+function subsection(text: string, heading: string): string {
+  const lines = text.split('\n');
+  const start = lines.indexOf(`### ${heading}`);
+  expect(start, heading).toBeGreaterThanOrEqual(0);
+  const end = lines.findIndex((l, i) => i > start && l.startsWith('#'));
+  return lines.slice(start + 1, end < 0 ? undefined : end).join('\n');
+}
+
+describe('toMarkdown on a matrix run (2 link rates x block/shared)', () => {
+  const m = loadMatrix();
+  const md = toMarkdown(m);
+  const labels = ['block, link.rate=unlimited', 'shared, link.rate=unlimited', 'block, link.rate=200Mbit', 'shared, link.rate=200Mbit'];
+
+  it('counts and tabulates per cell, each row the statistics of that cell\'s successful iterations', () => {
+    for (const label of labels) expect(md).toContain(`**${label}**: 1/1 iterations succeeded`);
+    for (const metric of metrics)
+      for (const g of groups(m)) {
+        const s = statsOf(valuesOf(g.ok, metric));
+        expect(row(stats(md), `${metric.label}${metric.unit === 'ms' ? ' (ms)' : ''}`, g.label).slice(2), `${g.label} ${metric.key}`).toEqual([
+          ...(['median', 'p90', 'p95', 'min', 'max', 'mean', 'sd'] as const).map((c) => formatNumber(s[c], metric.unit)),
+          String(s.n),
+        ]);
+      }
+    expect(row(stats(md), 'metric', 'cell')[1]).toBe('cell');
+    expect(row(stats(md), 'duration (ms)', 'block, link.rate=200Mbit')).toEqual(['duration (ms)', 'block, link.rate=200Mbit', '14561.1', '14561.1', '14561.1', '14561.1', '14561.1', '14561.1', '–', '1']);
+  });
+
+  it('gives block − shared per group, each from its own two cells', () => {
+    const d = diff(md);
+    expect(d.split('\n').filter((l) => l.startsWith('### '))).toEqual(['### link.rate=unlimited', '### link.rate=200Mbit']);
+    const unlimited = subsection(d, 'link.rate=unlimited');
+    const capped = subsection(d, 'link.rate=200Mbit');
+    expect(unlimited).toContain('block, link.rate=unlimited − shared, link.rate=unlimited:');
+    expect(row(unlimited, 'duration (ms)')).toEqual(['duration (ms)', '+370.0', '[+370.0, +370.0]']);
+    expect(row(capped, 'duration (ms)')).toEqual(['duration (ms)', '-1062.3', '[-1062.3, -1062.3]']);
+    expect(row(capped, 'QEMU downtime (ms)')).toEqual(['QEMU downtime (ms)', '-23.0', '[-23.0, -23.0]']);
+    expect(row(capped, 'lost pings')).toEqual(['lost pings', '-9', '[-9, -9]']);
+    for (const sub of [unlimited, capped]) expect(sub.split('\n').filter((l) => l.startsWith('> ⚠️'))).toEqual([expect.stringContaining('only 1 and 1 values')]);
+    expect(d).toContain('5000 resamples (seed 1)');
+  });
+
+  it('shows the median phases per cell', () => {
+    const ph = section(md, 'Phases');
+    expect(row(ph, 'cell')).toEqual(['cell', 'mirror (ms)', 'pre-copy (ms)', 'RAM passes', 'switchover (ms)', 'resume (ms)', 'n']);
+    for (const g of groups(m))
+      expect(row(ph, g.label).slice(1, -1)).toEqual(phaseMetrics.map((p) => formatNumber(median(valuesOf(g.ok, p)), p.unit)));
+    expect(row(ph, 'block, link.rate=200Mbit')).toEqual(['block, link.rate=200Mbit', '1282.5', '12996.3', '36', '282.0', '97.6', '1']);
+    expect(row(ph, 'shared, link.rate=200Mbit')[1]).toBe('–'); // no disk mirror
+  });
+
+  it('shows the harness\'s CPU per cell, and ping\'s share of a core', () => {
+    const h = section(md, 'Harness CPU');
+    expect(row(h, 'block, link.rate=200Mbit')).toEqual(['block, link.rate=200Mbit', '1184.4', '9110.0', '15690.9', '58%', '1']);
+    expect(row(h, 'block, link.rate=unlimited')[4]).toBe('20%');
+  });
+
+  it('says the views agree, or lists the iterations whose views contradict each other', () => {
+    expect(section(md, 'Cross-checks')).toContain('The network, hypervisor and guest views agree in all 4 iterations checked.');
+    const flagged = loadMatrix();
+    flagged.iterations[3]!.crossCheck = ['ping gap 486 ms | QEMU <downtime>', 'guest clock lost 9 ms'];
+    const text = toMarkdown(flagged);
+    const cc = section(text, 'Cross-checks (1)');
+    expect(cc.split('\n').filter((l) => l.startsWith('- '))).toEqual(['- ⚠️ **shared, link.rate=200Mbit #1** compute1 → controller: ping gap 486 ms \\| QEMU &lt;downtime&gt;; guest clock lost 9 ms']);
+    expect(cc).toContain('1 of 4 iterations have views that contradict each other');
+    expect(text.split('\n')[0]).toBe('# ✅ migralab: e2e-fidelity'); // a contradiction is not a failure
+  });
+
+  it('names failed iterations and thresholds after their cell', () => {
+    const r = loadMatrix();
+    r.iterations[2]!.ok = false;
+    r.iterations[2]!.error = 'mirror job failed';
+    const text = toMarkdown(r, evaluateThresholds(r, { maxDowntimeMs: 300, statistic: 'max' }));
+    expect(text).toContain('- ❌ **block, link.rate=200Mbit #1** compute1 → controller: mirror job failed');
+    expect(text).toContain('- ❌ shared, link.rate=200Mbit: QEMU downtime max &lt;= 300 ms: observed max 305.0 ms over 1 successful iteration');
+    expect(text).toContain('- ❌ block, link.rate=200Mbit: QEMU downtime max &lt;= 300 ms: nothing to measure: the only iteration failed');
+    expect(row(subsection(diff(text), 'link.rate=200Mbit'), 'duration (ms)')).toEqual(['duration (ms)', '–', '–']);
+    expect(subsection(diff(text), 'link.rate=200Mbit')).toContain('Nothing to compare: a strategy has no successful iteration.');
+  });
+
+  it('leaves out phases, harness and cross-checks for results written before them', () => {
+    const old = toMarkdown(known());
+    for (const h of ['## Phases', '## Harness CPU', '## Cross-checks']) expect(old).not.toContain(h);
+    expect(diff(old)).not.toContain('###');
   });
 });
 

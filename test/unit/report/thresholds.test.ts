@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { scenarioSchema } from '../../../lab/config/scenario.ts';
 import { evaluateThresholds, formatThresholds } from '../../../lab/report/thresholds.ts';
-import { makeResults } from './fixtures.ts';
+import { loadMatrix, makeResults } from './fixtures.ts';
 
 const thresholds = (t: Record<string, unknown>) => scenarioSchema.parse({ name: 't', thresholds: t }).thresholds;
 
@@ -83,6 +83,32 @@ describe('evaluateThresholds', () => {
     const r = makeResults({ block: [{ maxGapMs: 100 }, { maxGapMs: null }, { maxGapMs: 200 }] });
     const [c] = evaluateThresholds(r, thresholds({ maxInterruptionMs: 500 }));
     expect(c!.reason).toBe('observed max 200.0 ms over 2 of 3 successful iterations');
+  });
+
+  it('gives one check per threshold and matrix cell, named after the cell, from that cell\'s iterations only', () => {
+    const m = loadMatrix();
+    const checks = evaluateThresholds(m, thresholds({ maxDurationMs: 10000, maxDowntimeMs: 300, maxFailureRate: 0 }));
+    expect(checks.map((c) => [c.name, c.cell, c.strategy, c.observed, c.held])).toEqual([
+      ['block, link.rate=unlimited: duration max <= 10000 ms', 'block, link.rate=unlimited', 'block', 1015.414313, true],
+      ['block, link.rate=unlimited: QEMU downtime max <= 300 ms', 'block, link.rate=unlimited', 'block', 150, true],
+      ['block, link.rate=unlimited: failure rate <= 0%', 'block, link.rate=unlimited', 'block', 0, true],
+      ['shared, link.rate=unlimited: duration max <= 10000 ms', 'shared, link.rate=unlimited', 'shared', 645.365616, true],
+      ['shared, link.rate=unlimited: QEMU downtime max <= 300 ms', 'shared, link.rate=unlimited', 'shared', 40, true],
+      ['shared, link.rate=unlimited: failure rate <= 0%', 'shared, link.rate=unlimited', 'shared', 0, true],
+      ['block, link.rate=200Mbit: duration max <= 10000 ms', 'block, link.rate=200Mbit', 'block', 14561.065976, false],
+      ['block, link.rate=200Mbit: QEMU downtime max <= 300 ms', 'block, link.rate=200Mbit', 'block', 282, true],
+      ['block, link.rate=200Mbit: failure rate <= 0%', 'block, link.rate=200Mbit', 'block', 0, true],
+      ['shared, link.rate=200Mbit: duration max <= 10000 ms', 'shared, link.rate=200Mbit', 'shared', 15623.345483, false],
+      // QEMU's downtime overran the scenario's 300 ms downtime limit here
+      ['shared, link.rate=200Mbit: QEMU downtime max <= 300 ms', 'shared, link.rate=200Mbit', 'shared', 305, false],
+      ['shared, link.rate=200Mbit: failure rate <= 0%', 'shared, link.rate=200Mbit', 'shared', 0, true],
+    ]);
+    expect(checks[6]!.reason).toBe('observed max 14561.1 ms over 1 successful iteration');
+  });
+
+  it('names checks after the strategy for results without cells, as before', () => {
+    const checks = evaluateThresholds(makeResults({ block: tenGaps }), thresholds({ maxDowntimeMs: 30 }));
+    expect(checks.map((c) => [c.name, c.cell])).toEqual([['block: QEMU downtime max <= 30 ms', 'block']]);
   });
 
   it('checks nothing without thresholds', () => {
