@@ -278,21 +278,23 @@ describe('link conditions on the migration path (tc htb/tbf, nftables)', { timeo
   });
 
   it('loss without a cap: TCP completes; the share dropped is per skb (GSO super-packets drop whole)', async () => {
+    // 10% of whole GSO super-packets can stall TCP in retransmission back-off for
+    // seconds: a smaller transfer keeps this test short and still drops enough skbs.
     await applyLinkConditions(nodes, { lossPct: 10 });
     expect(await rootQdiscOf(a)).not.toContain(ROOT_HANDLE);
-    const r = await transfer(4444, 4 * MiB);
-    expect(r.bytes).toBe(4 * MiB);
+    const r = await transfer(4444, 2 * MiB);
+    expect(r.bytes).toBe(2 * MiB);
     const atA = (await lossCounters(a))!;
     const atB = (await lossCounters(b))!;
     const seen = atA.seenPackets + atB.seenPackets;
     const share = (atA.droppedPackets + atB.droppedPackets) / seen;
     console.log(
-      `10% loss, no cap: 4 MiB in ${r.ms.toFixed(0)} ms; data skbs dropped ${atB.droppedPackets}/${atB.seenPackets} ` +
+      `10% loss, no cap: 2 MiB in ${r.ms.toFixed(0)} ms; data skbs dropped ${atB.droppedPackets}/${atB.seenPackets} ` +
         `(${(atB.seenBytes / atB.seenPackets).toFixed(0)} B/skb), ack skbs ${atA.droppedPackets}/${atA.seenPackets}; overall ${(100 * share).toFixed(1)}%`,
     );
     // Each skb dropped with p = 0.1 (binomial): within 4 sigma of 10% for the n seen.
     const fourSigma = 4 * Math.sqrt((0.1 * 0.9) / seen);
-    expect(seen).toBeGreaterThan(60);
+    expect(seen).toBeGreaterThan(30);
     expect(atA.droppedPackets + atB.droppedPackets).toBeGreaterThan(0);
     expect(Math.abs(share - 0.1)).toBeLessThan(fourSigma);
   });
