@@ -234,6 +234,8 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
     }
     const durationMs = endT - t0;
     marks.completed = durationMs;
+    // migrate-start-postcopy that lost the race with completion: post-copy never ran.
+    if (marks.postcopyStart !== null && marks.postcopyStart >= durationMs) marks.postcopyStart = null;
     const completedAt = startedAt + durationMs;
     info = await source.qmp.execute<MigrationInfo>('query-migrate');
     // The source's `completed` is not the guest running again: the destination may still

@@ -204,8 +204,11 @@ async function iterate(
     offsetBefore = await clockOffset(sh);
   } catch (e) {
     if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
-    guest.broken = `guest ${guest.def.name} stopped answering on ${source.name} (iteration ${index + 1}): ${(e as Error).message}`;
-    r.error = `not migrated: ${guest.broken}`;
+    const msg = (e as Error).message;
+    // A shell that no longer answers means a hung guest: skip its later iterations. Anything
+    // else (a workload that would not start, say) fails this iteration only.
+    if (/timed out/.test(msg)) guest.broken = `guest ${guest.def.name} stopped answering on ${source.name} (iteration ${index + 1}): ${msg}`;
+    r.error = `not migrated: ${guest.broken ?? `preparing the guest failed: ${msg}`}`;
     r.guestOn = { node: source.name, status: await guest.current.status().catch(() => 'unknown') };
     return r;
   }
@@ -296,7 +299,7 @@ async function iterate(
       if (e instanceof MigrationFailed) r.guestOn = e.guestState;
       if (migrated) {
         r.error = `migrated, but the checks after it did not finish: ${r.error}`;
-        guest.broken = `guest ${guest.def.name} stopped answering after iteration ${index + 1}: ${(e as Error).message}`;
+        if (/timed out/.test(r.error)) guest.broken = `guest ${guest.def.name} stopped answering after iteration ${index + 1}: ${(e as Error).message}`;
       } else r.notes.push('QEMU figures are missing because the migration did not complete');
     }
     // The guest's view, read wherever it runs now (destination, or source after a failure).
