@@ -1,28 +1,20 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { cli, leftovers, testPlan, testTopologyFile } from './helpers.ts';
+import { leftovers, testPlan, runFixture } from './helpers.ts';
 import type { Results, IterationResult } from '../../lab/runner/results.ts';
 
-let dir: string;
 let results: Results;
 let stdout: string;
+let cleanup: () => Promise<void>;
 
 /** One real matrix run: 2 link cells x 2 strategies, 1 ms ping, a memory-dirtying guest. */
 describe('measurement fidelity on a real run', () => {
   beforeAll(async () => {
-    await cli(['down', testTopologyFile]);
-    dir = mkdtempSync(join(tmpdir(), 'mlfid-'));
-    const r = await cli(['run', 'test/fixtures/fidelity.yaml', '--results-dir', dir], { timeoutMs: 280_000 });
-    stdout = r.stdout;
-    expect(r.exitCode, r.all).toBe(0);
-    results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    const f = await runFixture('test/fixtures/fidelity.yaml');
+    ({ results, cleanup } = f);
+    stdout = f.run.stdout;
+    expect(f.run.exitCode, f.run.all).toBe(0);
   }, 300_000);
-  afterAll(async () => {
-    await cli(['down', testTopologyFile]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cleanup());
 
   const find = (strategy: string, capped: boolean): IterationResult =>
     results.iterations.find((i) => i.strategy === strategy && (i.link!.rateBitsPerSec !== null) === capped)!;

@@ -1,5 +1,8 @@
 import { execa } from 'execa';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { Results } from '../../lab/runner/results.ts';
 import { loadTopology } from '../../lab/config/topology.ts';
 import { planLab, type LabPlan } from '../../lab/provision/plan.ts';
 
@@ -38,4 +41,25 @@ export async function leftovers(plan: LabPlan, pids: number[] = []): Promise<str
     }
   }
   return out;
+}
+
+/**
+ * `migralab run <fixture>` from a clean test lab into a fresh results directory; the
+ * caller checks the exit code. `cleanup()` takes the lab down and removes the directory.
+ */
+export async function runFixture(fixture: string, timeoutMs = 280_000) {
+  await cli(['down', testTopologyFile]);
+  const dir = mkdtempSync(join(tmpdir(), 'mlrun-'));
+  const run = await cli(['run', fixture, '--results-dir', dir], { timeoutMs });
+  const resultsFile = join(dir, 'results.json');
+  const results = existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Results) : undefined;
+  return {
+    dir,
+    run,
+    results: results!,
+    cleanup: async () => {
+      await cli(['down', testTopologyFile]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,15 +1,14 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { cli, leftovers, testPlan, testTopologyFile } from './helpers.ts';
+import { leftovers, testPlan, runFixture } from './helpers.ts';
 import type { LabPlan } from '../../lab/provision/plan.ts';
 import type { Results, IterationResult } from '../../lab/runner/results.ts';
 
 const MiB = 2 ** 20;
 let plan: LabPlan;
-let dir: string;
 let results: Results;
+let cleanup: () => Promise<void>;
 let stdout: string;
 let stderr: string;
 
@@ -21,18 +20,13 @@ let stderr: string;
 describe('block vs shared migration, end to end', () => {
   beforeAll(async () => {
     plan = await testPlan();
-    await cli(['down', testTopologyFile]);
-    dir = mkdtempSync(join(tmpdir(), 'mlrun-'));
-    const r = await cli(['run', 'test/fixtures/small.yaml', '--results-dir', dir], { timeoutMs: 240_000 });
-    stdout = r.stdout;
-    stderr = r.stderr;
-    expect(r.exitCode, r.all).toBe(0);
-    results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    const f = await runFixture('test/fixtures/small.yaml');
+    ({ results, cleanup } = f);
+    stdout = f.run.stdout;
+    stderr = f.run.stderr;
+    expect(f.run.exitCode, f.run.all).toBe(0);
   }, 300_000);
-  afterAll(async () => {
-    await cli(['down', testTopologyFile]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => cleanup());
 
   const it1 = (s: string) => results.iterations.find((i) => i.strategy === s)!;
 
