@@ -1,5 +1,5 @@
 import { randomUUID, randomFillSync } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Strategy } from '../config/scenario.ts';
 import type { LabPlan, NodePlan } from '../provision/plan.ts';
@@ -132,6 +132,16 @@ export class Guest {
       return md5;
     } finally {
       own?.close();
+    }
+  }
+
+  /** The last lines the guest printed on its console (ttyS0), for a report on a guest in trouble. */
+  async consoleTail(lines: number): Promise<string> {
+    try {
+      const text = await readFile(runFiles(this.current.placement.node, this.def.name).consoleLog, 'utf8');
+      return text.replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join(' | ') || '(empty)';
+    } catch (e) {
+      return `(unreadable: ${(e as Error).message})`;
     }
   }
 

@@ -207,7 +207,10 @@ async function iterate(
     const msg = (e as Error).message;
     // A shell that no longer answers means a hung guest: skip its later iterations. Anything
     // else (a workload that would not start, say) fails this iteration only.
-    if (/timed out/.test(msg)) guest.broken = `guest ${guest.def.name} stopped answering on ${source.name} (iteration ${index + 1}): ${msg}`;
+    if (/timed out/.test(msg)) {
+      guest.broken = `guest ${guest.def.name} stopped answering on ${source.name} (iteration ${index + 1}): ${msg}`;
+      r.notes.push(`guest console (last lines): ${await guest.consoleTail(15)}`);
+    }
     r.error = `not migrated: ${guest.broken ?? `preparing the guest failed: ${msg}`}`;
     r.guestOn = { node: source.name, status: await guest.current.status().catch(() => 'unknown') };
     return r;
@@ -338,6 +341,7 @@ async function iterate(
     if (s.medianGapMs !== undefined && s.medianGapMs > 1.3 * scenario.ping.intervalMs)
       r.notes.push(`ping kept a ${s.medianGapMs.toFixed(1)} ms interval, not the ${scenario.ping.intervalMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`);
   }
+  if (guest.broken && !r.notes.some((n) => n.startsWith('guest console'))) r.notes.push(`guest console (last lines): ${await guest.consoleTail(15)}`);
   if (r.ok)
     r.crossCheck = crossCheck({
       networkGapMs: r.ping.maxGapMs,
