@@ -82,6 +82,8 @@ export const iterationSchema = z.object({
     maxRttMs: ms,
     /** The interval ping really kept (median gap between replies): the kernel rounds -i of 10 ms and up to its ticks. */
     medianGapMs: ms,
+    /** The three largest gaps, largest first, in ms after timeline.t0 (a block migration can have two interruptions). */
+    gaps: z.array(z.object({ startMs: z.number(), endMs: z.number(), ms: z.number() })).optional(),
   }),
   /**
    * The iteration on one clock: t0 is the epoch ms of the migration request; every

@@ -19,6 +19,7 @@ import { applyLinkConditions, clearLinkConditions, efficiency } from '../net/sha
 import { startWorkload, stopWorkload, type RunningWorkload } from '../guest/workload.ts';
 import { startPauseProbe, stopPauseProbe, clockOffset } from '../guest/probe.ts';
 import { derivePhases } from '../measure/phases.ts';
+import { topGaps } from '../measure/gaps.ts';
 import { crossCheck } from '../measure/crosscheck.ts';
 import { processCpuMs } from '../exec/kill.ts';
 import type { Settings } from '../config/settings.ts';
@@ -337,6 +338,7 @@ async function iterate(
       maxGapEnd: s.maxGapEndMs !== undefined ? new Date(s.maxGapEndMs).toISOString() : null,
       maxRttMs: s.maxRttMs ?? null,
       medianGapMs: s.medianGapMs ?? null,
+      gaps: topGaps(r.timeline.ping.map((p) => p[0]), 3),
     };
     if (s.medianGapMs !== undefined && s.medianGapMs > 1.3 * scenario.ping.intervalMs)
       r.notes.push(`ping kept a ${s.medianGapMs.toFixed(1)} ms interval, not the ${scenario.ping.intervalMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`);
