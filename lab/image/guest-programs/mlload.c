@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "status.h"
+
 #define PAGE 4096ULL
 #define MIB (1024ULL * 1024ULL)
 #define STEP_NS 10000000LL
@@ -108,21 +110,7 @@ static void write_status(const struct load *l, const char *state) {
                    state, (long)getpid(), l->mode, l->target_mibs, (unsigned long long)l->bytes, seconds, rate,
                    (unsigned long long)l->backlog_drops, (unsigned long long)l->dropped_bytes, l->extra);
   if (n < 0 || (size_t)n >= sizeof line) return;
-  if (!l->status_file) {
-    fputs(line, stdout);
-    fflush(stdout);
-    return;
-  }
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", l->status_file) >= (int)sizeof tmp) return;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    fprintf(stderr, "mlload: %s: %s\n", tmp, strerror(errno));
-    return;
-  }
-  ssize_t w = write(fd, line, (size_t)n);
-  close(fd);
-  if (w == n && rename(tmp, l->status_file) != 0) fprintf(stderr, "mlload: rename %s: %s\n", tmp, strerror(errno));
+  publish_status("mlload", l->status_file, line, n);
 }
 
 /*

@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "status.h"
+
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t report_requested;
 
@@ -92,21 +94,7 @@ static void write_status(const struct probe *p, const char *state) {
                    (long long)p->max_gap_start_real, (long long)p->max_gap_end_real,
                    (long long)(p->max_real_gap_ns / 1000), (long long)p->start_real, (long long)p->last_real);
   if (n < 0 || (size_t)n >= sizeof line) return;
-  if (!p->status_file) {
-    fputs(line, stdout);
-    fflush(stdout);
-    return;
-  }
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", p->status_file) >= (int)sizeof tmp) return;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    fprintf(stderr, "mlprobe: %s: %s\n", tmp, strerror(errno));
-    return;
-  }
-  ssize_t w = write(fd, line, (size_t)n);
-  close(fd);
-  if (w == n && rename(tmp, p->status_file) != 0) fprintf(stderr, "mlprobe: rename %s: %s\n", tmp, strerror(errno));
+  publish_status("mlprobe", p->status_file, line, n);
 }
 
 int main(int argc, char **argv) {
