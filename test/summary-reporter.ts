@@ -13,8 +13,9 @@ export default class SummaryReporter implements Reporter {
         else if (s === 'failed') failed++;
         else skipped++;
       }
-    // a module that failed to load has no tests but is a failure
-    failed += modules.filter((m) => m.state() === 'failed' && [...m.children.allTests()].length === 0).length + errors.length;
+    // a module that failed without a failed test (it did not load, or a beforeAll hook
+    // threw and its tests were skipped) is a failure too
+    failed += modules.filter((m) => m.state() === 'failed' && ![...m.children.allTests()].some((t) => t.result().state === 'failed')).length + errors.length;
     process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
 }

@@ -9,11 +9,22 @@ let cleanup: () => Promise<void>;
 /** One real matrix run: 2 link cells x 2 strategies, 1 ms ping, a memory-dirtying guest. */
 describe('measurement fidelity on a real run', () => {
   beforeAll(async () => {
-    const f = await runFixture('test/fixtures/fidelity.yaml');
+    let f = await runFixture('test/fixtures/fidelity.yaml');
+    // Under TCG (QEMU 7.2) a guest that dirties memory while it migrates has, about once in
+    // ten of these runs, come up on the destination with zeroed pages and panicked (its
+    // console tail is in the iteration's notes; see the closing note of issue 3). migralab
+    // reports that as a failed iteration, as it should; this test is about the figures of
+    // healthy migrations, so it gives such a run one more go, and says so.
+    const crashed = f.results?.iterations.some((i) => /stopped answering/.test(i.error ?? ''));
+    if (f.run.exitCode !== 0 && crashed) {
+      console.warn(`guest crashed after a migration; running the fixture again:\n${f.results.iterations.map((i) => `${i.cell?.label}: ${i.error ?? 'ok'} ${i.notes.join(' ')}`).join('\n')}`);
+      await f.cleanup();
+      f = await runFixture('test/fixtures/fidelity.yaml');
+    }
     ({ results, cleanup } = f);
     stdout = f.run.stdout;
     expect(f.run.exitCode, f.run.all).toBe(0);
-  }, 300_000);
+  }, 600_000);
   afterAll(() => cleanup());
 
   const find = (strategy: string, capped: boolean): IterationResult =>
