@@ -260,7 +260,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
   field('gcc-flags', GCC_FLAGS.join(' '));
   field('libc.a', toolchain.libcA.data);
   for (const p of programs) field(`program ${p.name}`, p.text);
-  field('program header status.h', await readFile(path.join(GUEST_PROGRAM_DIR, 'status.h')));
+  field('program header common.h', await readFile(path.join(GUEST_PROGRAM_DIR, 'common.h')));
   const hash = h.digest('hex');
 
   const finalDir = path.join(opts.cacheDir, hash);

@@ -38,26 +38,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "status.h"
+#include "common.h"
 
 #define PAGE 4096ULL
 #define MIB (1024ULL * 1024ULL)
 #define STEP_NS 10000000LL
 #define MAX_BACKLOG_S 0.5
 #define DISK_CHUNK (1024ULL * 1024ULL)
-
-static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t report_requested;
-
-static void on_stop(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
-
-static void on_report(int sig) {
-  (void)sig;
-  report_requested = 1;
-}
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -296,13 +283,7 @@ int main(int argc, char **argv) {
   argv += optind;
   if (argc < 1) usage();
 
-  struct sigaction sa = {.sa_handler = on_stop};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  sa.sa_handler = on_report;
-  sigaction(SIGUSR1, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  install_signal_handlers();
 
   l.mode = argv[0];
   if (strcmp(argv[0], "mem") == 0 && argc == 3) {

@@ -44,20 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "status.h"
-
-static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t report_requested;
-
-static void on_stop(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
-
-static void on_report(int sig) {
-  (void)sig;
-  report_requested = 1;
-}
+#include "common.h"
 
 static int64_t read_ns(clockid_t c) {
   struct timespec ts;
@@ -121,13 +108,7 @@ int main(int argc, char **argv) {
   }
   if (optind != argc) usage();
 
-  struct sigaction sa = {.sa_handler = on_stop};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  sa.sa_handler = on_report;
-  sigaction(SIGUSR1, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  install_signal_handlers();
 
   p.start_mono = p.last_mono = read_ns(CLOCK_MONOTONIC);
   p.start_real = p.last_real = read_ns(CLOCK_REALTIME);
