@@ -14,8 +14,10 @@ import { buildGuestImage, kernelCmdline, type GuestImage } from '../../lab/image
 import { makeConfigDrive, type ConfigDriveMeta } from '../../lab/image/configdrive.ts';
 import { CONFIG_MOUNT, PROBE_OK_MARKER, READY_MARKER } from '../../lab/image/init.ts';
 import { waitForGuestReady, type GuestShell } from '../../lab/qemu/guest-shell.ts';
+import { bareGuestArgs } from './bare-guest.ts';
 
 const BOOT_TIMEOUT_MS = 30_000;
+const GUEST_MEMORY_MIB = 128;
 const meta: ConfigDriveMeta = {
   name: 'e2e-guest',
   uuid: '6d0f7c1e-2a3b-4c5d-8e9f-0a1b2c3d4e5f',
@@ -24,22 +26,6 @@ const meta: ConfigDriveMeta = {
   mac: '52:54:00:12:34:56',
   gateway: '10.99.0.1',
 };
-
-function qemuArgs(image: GuestImage, append: string, consoleLog: string, extra: string[]): string[] {
-  return [
-    '-accel', 'tcg',
-    '-m', '128',
-    '-nodefaults',
-    '-no-user-config',
-    '-display', 'none',
-    '-no-reboot',
-    '-kernel', image.kernel,
-    '-initrd', image.initrd,
-    '-append', append,
-    '-serial', `file:${consoleLog}`,
-    ...extra,
-  ];
-}
 
 describe('guest image boots under QEMU', { timeout: 30_000 }, () => {
   let dir = '';
@@ -75,16 +61,21 @@ describe('guest image boots under QEMU', { timeout: 30_000 }, () => {
     const t0 = Date.now();
     qemu = execa(
       'qemu-system-x86_64',
-      qemuArgs(image, kernelCmdline(), consoleLog, [
-        '-blockdev', `driver=qcow2,node-name=data0,file.driver=file,file.filename=${dataDisk}`,
-        '-device', 'virtio-blk-pci,drive=data0',
-        '-blockdev', `driver=raw,node-name=cfg0,read-only=on,file.driver=file,file.filename=${configDrive}`,
-        '-device', 'virtio-blk-pci,drive=cfg0',
-        '-netdev', `socket,id=n0,udp=127.0.0.1:${wirePort},localaddr=127.0.0.1:0`,
-        '-device', `virtio-net-pci,netdev=n0,mac=${meta.mac}`,
-        '-chardev', `socket,id=ctl,path=${socket},server=on,wait=off`,
-        '-serial', 'chardev:ctl',
-      ]),
+      bareGuestArgs(image, {
+        memoryMiB: GUEST_MEMORY_MIB,
+        append: kernelCmdline(),
+        consoleLog,
+        extra: [
+          '-blockdev', `driver=qcow2,node-name=data0,file.driver=file,file.filename=${dataDisk}`,
+          '-device', 'virtio-blk-pci,drive=data0',
+          '-blockdev', `driver=raw,node-name=cfg0,read-only=on,file.driver=file,file.filename=${configDrive}`,
+          '-device', 'virtio-blk-pci,drive=cfg0',
+          '-netdev', `socket,id=n0,udp=127.0.0.1:${wirePort},localaddr=127.0.0.1:0`,
+          '-device', `virtio-net-pci,netdev=n0,mac=${meta.mac}`,
+          '-chardev', `socket,id=ctl,path=${socket},server=on,wait=off`,
+          '-serial', 'chardev:ctl',
+        ],
+      }),
       { reject: false, stdin: 'ignore' },
     );
     const exited = qemu.then((r) => {
@@ -192,7 +183,7 @@ describe('guest image boots under QEMU', { timeout: 30_000 }, () => {
   it(`probe boot (${kernelCmdline({ probe: true }).split(' ').pop()}) prints ${PROBE_OK_MARKER} and QEMU exits by itself`, async () => {
     const probeLog = path.join(dir, 'probe.log');
     const t0 = Date.now();
-    const r = await execa('qemu-system-x86_64', qemuArgs(image, kernelCmdline({ probe: true }), probeLog, []), {
+    const r = await execa('qemu-system-x86_64', bareGuestArgs(image, { memoryMiB: GUEST_MEMORY_MIB, append: kernelCmdline({ probe: true }), consoleLog: probeLog }), {
       reject: false,
       timeout: BOOT_TIMEOUT_MS,
       stdin: 'ignore',

@@ -16,6 +16,7 @@ import { buildGuestImage, kernelCmdline, type GuestImage } from '../../lab/image
 import { makeConfigDrive, type ConfigDriveMeta } from '../../lab/image/configdrive.ts';
 import { GuestShell, waitForGuestReady } from '../../lab/qemu/guest-shell.ts';
 import { QmpClient } from '../../lab/qemu/qmp.ts';
+import { bareGuestArgs } from './bare-guest.ts';
 
 const BOOT_TIMEOUT_MS = 30_000;
 const MiB = 1024 * 1024;
@@ -72,27 +73,22 @@ describe('guest programs under QEMU', { timeout: 60_000 }, () => {
     const qmpSocket = path.join(dir, 'qmp.sock');
     qemu = execa(
       'qemu-system-x86_64',
-      [
-        '-accel', 'tcg',
-        '-m', '256',
-        '-nodefaults',
-        '-no-user-config',
-        '-display', 'none',
-        '-no-reboot',
-        '-kernel', image.kernel,
-        '-initrd', image.initrd,
-        '-append', kernelCmdline(),
-        '-serial', `file:${path.join(dir, 'console.log')}`,
-        '-blockdev', `driver=qcow2,node-name=data0,file.driver=file,file.filename=${dataDisk}`,
-        '-device', 'virtio-blk-pci,drive=data0,id=vda',
-        '-blockdev', `driver=raw,node-name=cfg0,read-only=on,file.driver=file,file.filename=${configDrive}`,
-        '-device', 'virtio-blk-pci,drive=cfg0,id=vdb',
-        '-netdev', `socket,id=n0,udp=127.0.0.1:${wire.address().port},localaddr=127.0.0.1:0`,
-        '-device', `virtio-net-pci,netdev=n0,mac=${meta.mac}`,
-        '-chardev', `socket,id=ctl,path=${ctlSocket},server=on,wait=off`,
-        '-serial', 'chardev:ctl',
-        '-qmp', `unix:${qmpSocket},server=on,wait=off`,
-      ],
+      bareGuestArgs(image, {
+        memoryMiB: 256,
+        append: kernelCmdline(),
+        consoleLog: path.join(dir, 'console.log'),
+        extra: [
+          '-blockdev', `driver=qcow2,node-name=data0,file.driver=file,file.filename=${dataDisk}`,
+          '-device', 'virtio-blk-pci,drive=data0,id=vda',
+          '-blockdev', `driver=raw,node-name=cfg0,read-only=on,file.driver=file,file.filename=${configDrive}`,
+          '-device', 'virtio-blk-pci,drive=cfg0,id=vdb',
+          '-netdev', `socket,id=n0,udp=127.0.0.1:${wire.address().port},localaddr=127.0.0.1:0`,
+          '-device', `virtio-net-pci,netdev=n0,mac=${meta.mac}`,
+          '-chardev', `socket,id=ctl,path=${ctlSocket},server=on,wait=off`,
+          '-serial', 'chardev:ctl',
+          '-qmp', `unix:${qmpSocket},server=on,wait=off`,
+        ],
+      }),
       { reject: false, stdin: 'ignore' },
     );
     const exited = qemu.then((r) => {

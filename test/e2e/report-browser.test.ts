@@ -68,16 +68,63 @@ function canvasInk(page: Page): Promise<CanvasInk[]> {
   );
 }
 
+/** A report opened by openReport, and what its page did while loading and since. */
+interface OpenedReport {
+  context: BrowserContext;
+  page: Page;
+  /** Every URL the page requested. */
+  requests: string[];
+  /** Console messages of type error, and uncaught page errors, kept apart. */
+  errors: { console: string[]; page: string[] };
+}
+
+/**
+ * Opens htmlFile from a file:// URL in Debian's chromium (with its profile in profileDir)
+ * and waits until the page says its charts are drawn, recording the page's requests,
+ * console errors and page errors from the start. Closes the browser if that fails.
+ */
+async function openReport(htmlFile: string, profileDir: string): Promise<OpenedReport> {
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: browserArgs,
+    viewport: { width: 1400, height: 1000 },
+    deviceScaleFactor: 1,
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    const requests: string[] = [];
+    const errors: OpenedReport['errors'] = { console: [], page: [] };
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.console.push(m.text());
+    });
+    page.on('pageerror', (e) => errors.page.push(String(e)));
+    await page.goto(pathToFileURL(htmlFile).href, { waitUntil: 'load' });
+    await page.waitForSelector('body[data-charts="ready"]', { timeout: 15_000 });
+    return { context, page, requests, errors };
+  } catch (e) {
+    await context.close();
+    throw e;
+  }
+}
+
+/** Closes the browser of report (if it was opened), then removes the temporary directory tmp. */
+async function closeReport(report: OpenedReport | undefined, tmp: string): Promise<void> {
+  try {
+    await report?.context.close();
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 /** The fixture report, opened from a file:// URL in Debian's chromium with no network to reach. */
 describe('HTML report in a real browser', () => {
   let tmp: string;
   let results: Results;
   let htmlFile: string;
-  let context: BrowserContext | undefined;
+  let report: OpenedReport | undefined;
   let page: Page;
-  const requests: string[] = [];
-  const consoleErrors: string[] = [];
-  const pageErrors: string[] = [];
 
   beforeAll(async () => {
     expect(existsSync(chromiumPath), `${chromiumPath} (Debian's chromium package) is needed`).toBe(true);
@@ -87,36 +134,16 @@ describe('HTML report in a real browser', () => {
     copyFileSync(fixture, join(runDir, 'results.json'));
     results = resultsSchema.parse(JSON.parse(readFileSync(fixture, 'utf8')));
     htmlFile = await writeReport([runDir], join(tmp, 'out', 'report.html'));
-
-    context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
-      executablePath: chromiumPath,
-      headless: true,
-      args: browserArgs,
-      viewport: { width: 1400, height: 1000 },
-      deviceScaleFactor: 1,
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('request', (r) => requests.push(r.url()));
-    page.on('console', (m) => {
-      if (m.type() === 'error') consoleErrors.push(m.text());
-    });
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    await page.goto(pathToFileURL(htmlFile).href, { waitUntil: 'load' });
-    await page.waitForSelector('body[data-charts="ready"]', { timeout: 15_000 });
+    report = await openReport(htmlFile, join(tmp, 'profile'));
+    page = report.page;
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      await context?.close();
-    } finally {
-      rmSync(tmp, { recursive: true, force: true });
-    }
-  });
+  afterAll(() => closeReport(report, tmp));
 
   it('loads with no console error, no page error, and no request but the file itself', () => {
-    expect(pageErrors).toEqual([]);
-    expect(consoleErrors).toEqual([]);
-    expect(requests).toEqual([pathToFileURL(htmlFile).href]);
+    expect(report!.errors.page).toEqual([]);
+    expect(report!.errors.console).toEqual([]);
+    expect(report!.requests).toEqual([pathToFileURL(htmlFile).href]);
   });
 
   it('draws ink, and coloured data, on every chart canvas', async () => {
@@ -203,7 +230,7 @@ describe('HTML report in a real browser', () => {
     mkdirSync(dirs[1]!);
     copyFileSync(olderFixture, join(dirs[1]!, 'results.json'));
     const file = await writeReport(dirs, join(tmp, 'out', 'two.html'));
-    const p = await context!.newPage();
+    const p = await report!.context.newPage();
     const errors: string[] = [];
     const seen: string[] = [];
     p.on('request', (r) => seen.push(r.url()));
@@ -240,10 +267,8 @@ describe('matrix HTML report in a real browser', () => {
   let tmp: string;
   let results: Results;
   let htmlFile: string;
-  let context: BrowserContext | undefined;
+  let report: OpenedReport | undefined;
   let page: Page;
-  const requests: string[] = [];
-  const errors: string[] = [];
   const labels = ['block, link.rate=unlimited', 'shared, link.rate=unlimited', 'block, link.rate=200Mbit', 'shared, link.rate=200Mbit'];
 
   beforeAll(async () => {
@@ -254,26 +279,15 @@ describe('matrix HTML report in a real browser', () => {
     copyFileSync(matrixFixture, join(runDir, 'results.json'));
     results = resultsSchema.parse(JSON.parse(readFileSync(matrixFixture, 'utf8')));
     htmlFile = await writeReport([runDir], join(tmp, 'out', 'report.html'));
-    context = await chromium.launchPersistentContext(join(tmp, 'profile'), { executablePath: chromiumPath, headless: true, args: browserArgs, viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('request', (r) => requests.push(r.url()));
-    page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
-    page.on('pageerror', (e) => errors.push(String(e)));
-    await page.goto(pathToFileURL(htmlFile).href, { waitUntil: 'load' });
-    await page.waitForSelector('body[data-charts="ready"]', { timeout: 15_000 });
+    report = await openReport(htmlFile, join(tmp, 'profile'));
+    page = report.page;
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      await context?.close();
-    } finally {
-      rmSync(tmp, { recursive: true, force: true });
-    }
-  });
+  afterAll(() => closeReport(report, tmp));
 
   it('loads with no console or page error and no request but the file itself', () => {
-    expect(errors).toEqual([]);
-    expect(requests).toEqual([pathToFileURL(htmlFile).href]);
+    expect([...report!.errors.console, ...report!.errors.page]).toEqual([]);
+    expect(report!.requests).toEqual([pathToFileURL(htmlFile).href]);
   });
 
   it('draws ink, and coloured data, on every canvas: a distribution per metric, a timeline per iteration', async () => {
