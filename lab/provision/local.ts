@@ -141,7 +141,8 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   imageP.catch(() => {});
 
   await mkdirs(plan.labDir);
-  for (const n of plan.nodes) await mkdir(n.instancesDir, { recursive: true });
+  // the node's own directory too: a topology may put its instances directory elsewhere
+  for (const n of plan.nodes) for (const d of [n.dir, n.instancesDir]) await mkdir(d, { recursive: true });
 
   progress('network: namespaces, switch bridge, uplinks');
   await addNetns(plan.switchNetns);

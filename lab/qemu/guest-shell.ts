@@ -13,6 +13,14 @@ import { createConnection, type Socket } from 'node:net';
 import { MigralabError } from '../errors.ts';
 import { ERROR_MARKER, READY_MARKER, STATUS_PATH } from '../image/init.ts';
 
+/** The guest did not answer its control shell in time: a hung guest, not a failed command. */
+export class GuestTimeout extends MigralabError {
+  constructor(message: string) {
+    super('LAB', message);
+    this.name = 'GuestTimeout';
+  }
+}
+
 export interface ExecResult {
   /** Everything the command wrote to stdout and stderr, byte for byte (no trailing newline added or removed). */
   output: string;
@@ -156,7 +164,7 @@ export class GuestShell implements AsyncDisposable {
       };
       timer = setTimeout(() => {
         done();
-        reject(new MigralabError('LAB', `${what}: timed out after ${timeoutMs} ms`));
+        reject(new GuestTimeout(`${what}: timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.listeners.add(listener);
       listener();

@@ -53,17 +53,21 @@ export class QemuProcess implements AsyncDisposable {
       await transport.run(['ip', 'link', 'set', launch.tap, 'master', 'br0', 'up']);
     }
     const slot = await ledger.record({ kind: 'process', name: `qemu:${launch.name}`, node: node.name });
-    const started = await transport.run(qemuArgv(launch), { check: false, timeoutMs: 60_000 });
-    if (started.exitCode !== 0)
-      throw new MigralabError('LAB', `QEMU for ${launch.name} on ${node.name} did not start: ${started.stderr.trim() || `exit ${started.exitCode}`}`);
-    const pid = Number((await readFile(launch.pidFile, 'utf8')).trim());
-    if (!Number.isInteger(pid) || pid <= 0) throw new MigralabError('LAB', `QEMU for ${launch.name} on ${node.name}: no PID in ${launch.pidFile}`);
-    await ledger.update(slot, { pid, startTime: processStartTime(pid) });
+    let pid: number | undefined;
     try {
+      const started = await transport.run(qemuArgv(launch), { check: false, timeoutMs: 60_000 });
+      if (started.exitCode !== 0)
+        throw new MigralabError('LAB', `QEMU for ${launch.name} on ${node.name} did not start: ${started.stderr.trim() || `exit ${started.exitCode}`}`);
+      pid = Number((await readFile(launch.pidFile, 'utf8')).trim());
+      if (!Number.isInteger(pid) || pid <= 0) throw new MigralabError('LAB', `QEMU for ${launch.name} on ${node.name}: no PID in ${launch.pidFile}`);
+      await ledger.update(slot, { pid, startTime: processStartTime(pid) });
       const qmp = await QmpClient.connect(launch.qmpSocket, { timeoutMs: 10_000, retryUntilMs: 10_000 });
       return new QemuProcess(placement, launch, pid, qmp, ledger);
     } catch (e) {
-      await terminate(pid);
+      // Nothing of a QEMU that did not come up stays: its process, its ledger entry, its files.
+      if (pid !== undefined && pid > 0) await terminate(pid);
+      await ledger.forget((r) => r === slot);
+      await rm(files.dir, { recursive: true, force: true });
       throw e;
     }
   }

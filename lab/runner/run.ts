@@ -17,7 +17,8 @@ import type { DiskLocation } from './results.ts';
 import { plan, type Cell } from './matrix.ts';
 import { applyLinkConditions, clearLinkConditions, efficiency } from '../net/shaping.ts';
 import { startWorkload, stopWorkload, type RunningWorkload } from '../guest/workload.ts';
-import { startPauseProbe, stopPauseProbe, clockOffset } from '../guest/probe.ts';
+import { startPauseProbe, stopPauseProbe, clockOffset, type RunningPauseProbe } from '../guest/probe.ts';
+import { GuestTimeout } from '../qemu/guest-shell.ts';
 import { derivePhases } from '../measure/phases.ts';
 import { topGaps } from '../measure/gaps.ts';
 import { crossCheck } from '../measure/crosscheck.ts';
@@ -63,19 +64,18 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const topology = await loadTopology(topologyFile);
   const labPlan = planLab(topology);
   const computes = labPlan.nodes.filter((n) => n.roles.includes('compute'));
+  const nodes = computes.map(nodeTransport);
+  // An unwritable results directory is found before the lab exists.
+  const resultsDir = resolve(opts.resultsDir ?? defaultResultsDir(scenario.name));
+  await mkdir(resultsDir, { recursive: true });
+  const resultsFile = join(resultsDir, 'results.json');
 
   const raised = await up(topology, topologyFile, step);
   if (raised.alreadyUp) step(`lab ${labPlan.lab} is already up`);
   else step(`lab ${labPlan.lab} up in ${(raised.info.upMs / 1000).toFixed(2)} s (${raised.info.environment.accelerator}, NFS client: ${raised.info.nfs.client})`);
-  const ledger = await Ledger.open(labPlan.ledgerFile, labPlan.lab);
   const interrupted = () => {
     if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
   };
-  const ctx: LabContext = { plan: labPlan, info: raised.info, ledger };
-
-  const resultsDir = resolve(opts.resultsDir ?? defaultResultsDir(scenario.name));
-  await mkdir(resultsDir, { recursive: true });
-  const resultsFile = join(resultsDir, 'results.json');
   const results: Results = {
     schema: RESULTS_SCHEMA,
     version: RESULTS_VERSION,
@@ -92,6 +92,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   let linkKey: string | undefined;
   try {
     interrupted(); // Ctrl-C while the lab came up
+    const ctx: LabContext = { plan: labPlan, info: raised.info, ledger: await Ledger.open(labPlan.ledgerFile, labPlan.lab) };
     scenario.strategies.forEach((strategy, i) =>
       guests.set(
         strategy,
@@ -111,7 +112,6 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     interrupted();
 
     const order = plan(scenario);
-    const nodes = computes.map(nodeTransport);
     for (const [index, { cell, repetition }] of order.entries()) {
       interrupted();
       const guest = guests.get(cell.strategy)!;
@@ -121,12 +121,13 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       const key = JSON.stringify(cell.settings.link);
       if (key !== linkKey) {
         const l = cell.settings.link;
-        if (linkKey !== undefined) await clearLinkConditions(nodes);
+        const first = linkKey === undefined;
         linkKey = key;
+        // apply replaces whatever it applied before; only a return to no conditions needs a clear
         if (l.rate !== null || l.lossPct > 0 || l.delayMs > 0) {
           await applyLinkConditions(nodes, { rateBitsPerSec: l.rate ?? undefined, lossPct: l.lossPct || undefined, delayMs: l.delayMs || undefined }, { ports: [MIGRATION_PORT, NBD_PORT] });
           step(`link on the migration path: ${describeLink(l)}`);
-        }
+        } else if (!first) await clearLinkConditions(nodes);
       }
       const r = await iterate(ctx, guest, scenario, cell, index, repetition, source, destination, opts, ev);
       results.iterations.push(r);
@@ -137,11 +138,11 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     if (e instanceof MigralabError && e.code === 'INTERRUPTED') results.interrupted = true;
     else throw e;
   } finally {
-    if (linkKey !== undefined) await clearLinkConditions(computes.map(nodeTransport)).catch(() => {});
+    if (linkKey !== undefined) await clearLinkConditions(nodes).catch(() => {});
     for (const g of guests.values()) await g.destroy();
     results.finishedAt = new Date().toISOString();
     results.summary = summarize(results.iterations, scenario.strategies);
-    await save();
+    await save().catch((e) => step(`could not write ${resultsFile}: ${(e as Error).message}`));
     if (!raised.alreadyUp && !opts.keepLab) {
       step(`taking lab ${labPlan.lab} down (this run raised it)`);
       await down(labPlan);
@@ -208,10 +209,10 @@ async function iterate(
     const msg = (e as Error).message;
     // A shell that no longer answers means a hung guest: skip its later iterations. Anything
     // else (a workload that would not start, say) fails this iteration only.
-    if (/timed out/.test(msg)) {
+    if (e instanceof GuestTimeout) {
       guest.broken = `guest ${guest.def.name} stopped answering on ${source.name} (iteration ${index + 1}): ${msg}`;
       r.notes.push(`guest console (last lines): ${await guest.consoleTail(15)}`);
-    }
+    } else await stopGuestSide(guest, workload, undefined); // what did start must not run on into later iterations
     r.error = `not migrated: ${guest.broken ?? `preparing the guest failed: ${msg}`}`;
     r.guestOn = { node: source.name, status: await guest.current.status().catch(() => 'unknown') };
     return r;
@@ -303,22 +304,14 @@ async function iterate(
       if (e instanceof MigrationFailed) r.guestOn = e.guestState;
       if (migrated) {
         r.error = `migrated, but the checks after it did not finish: ${r.error}`;
-        if (/timed out/.test(r.error)) guest.broken = `guest ${guest.def.name} stopped answering after iteration ${index + 1}: ${(e as Error).message}`;
+        if (e instanceof GuestTimeout) guest.broken = `guest ${guest.def.name} stopped answering after iteration ${index + 1}: ${(e as Error).message}`;
       } else r.notes.push('QEMU figures are missing because the migration did not complete');
     }
-    // The guest's view, read wherever it runs now (destination, or source after a failure).
-    if (!guest.broken) try {
-      await using sh = await guest.shell();
-      const offsetAfter = await clockOffset(sh);
-      const p = await stopPauseProbe(sh, pause);
-      r.guest!.clockLossMs = offsetAfter.offsetMs - offsetBefore.offsetMs;
-      r.guest!.clockUncertaintyMs = offsetBefore.uncertaintyMs + offsetAfter.uncertaintyMs;
-      r.guest!.probeMaxGapMs = p.maxGapMs;
-      r.guest!.probePeriodMs = p.periodUs / 1000;
-      if (workload) r.guest!.workload = await stopWorkload(sh, workload);
-    } catch (e) {
-      r.notes.push(`guest view not measured: ${(e as Error).message}`);
-    }
+  } catch (e) {
+    // Before the migration started: the guest did not answer ping, or QMP did not answer.
+    if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+    r.error = `not migrated: ${(e as Error).message}`;
+    r.guestOn = { node: source.name, status: await guest.current.status().catch(() => 'unknown') };
   } finally {
     pingCpuMs = ping.pid !== undefined ? processCpuMs(ping.pid) : undefined;
     const res = await ping.stop();
@@ -343,6 +336,22 @@ async function iterate(
     if (s.medianGapMs !== undefined && s.medianGapMs > 1.3 * scenario.ping.intervalMs)
       r.notes.push(`ping kept a ${s.medianGapMs.toFixed(1)} ms interval, not the ${scenario.ping.intervalMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`);
   }
+  // The guest's view, read wherever it runs now (destination, or source after a failure);
+  // this also stops its workload and pause probe, so nothing runs on into the next iteration.
+  if (!guest.broken)
+    try {
+      await using sh = await guest.shell();
+      const offsetAfter = await clockOffset(sh);
+      const p = await stopPauseProbe(sh, pause);
+      r.guest!.clockLossMs = offsetAfter.offsetMs - offsetBefore.offsetMs;
+      r.guest!.clockUncertaintyMs = offsetBefore.uncertaintyMs + offsetAfter.uncertaintyMs;
+      r.guest!.probeMaxGapMs = p.maxGapMs;
+      r.guest!.probePeriodMs = p.periodUs / 1000;
+      if (workload) r.guest!.workload = await stopWorkload(sh, workload);
+    } catch (e) {
+      r.notes.push(`guest view not measured: ${(e as Error).message}`);
+      await stopGuestSide(guest, workload, pause);
+    }
   if (guest.broken && !r.notes.some((n) => n.startsWith('guest console'))) r.notes.push(`guest console (last lines): ${await guest.consoleTail(15)}`);
   if (r.ok)
     r.crossCheck = crossCheck({
@@ -360,6 +369,18 @@ async function iterate(
 }
 
 const GUEST_PROBE_PERIOD_US = 1000;
+
+/** Best effort: stop a workload and a pause probe in the guest after something went wrong. */
+async function stopGuestSide(guest: Guest, workload: RunningWorkload | undefined, pause: RunningPauseProbe | undefined): Promise<void> {
+  if (!workload && !pause) return;
+  try {
+    await using sh = await guest.shell();
+    if (workload) await stopWorkload(sh, workload).catch(() => {});
+    if (pause) await stopPauseProbe(sh, pause).catch(() => {});
+  } catch {
+    /* the guest is gone or hung: nothing left to stop */
+  }
+}
 
 function workloadFor(s: Settings, guest: Guest) {
   const mem = s.workload.memory;
