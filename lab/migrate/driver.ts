@@ -133,6 +133,7 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
       }
     }
     dest = await QemuProcess.start(req.dest, req.destLaunch, req.ledger);
+    const destEvents = dest.qmp.eventCursor();
     const { caps, params } = tunablesFor(req.tunables);
     // Capabilities that change the stream (multifd, postcopy) must match on both sides, before migrate-incoming.
     await dest.qmp.execute('migrate-set-capabilities', { capabilities: caps.filter((c) => c.capability !== 'auto-converge') });
@@ -150,8 +151,9 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
 
     const samples: MigrationSample[] = [];
     const marks: MigrationMarks = { mirrorReady: null, ramStart: null, postcopyStart: null, completed: null, destRunning: null, cleanedUp: null };
-    const startedAt = Date.now();
     const t0 = performance.now();
+    // epoch ms on the same clock as since(), so QEMU's event timestamps line up with the marks
+    const startedAt = performance.timeOrigin + t0;
     const since = () => performance.now() - t0;
     let diskBytes = 0;
     const jobs = async () => (await source.qmp.execute<BlockJobInfo[]>('query-block-jobs')).filter((j) => j.device.startsWith('mirror-'));
@@ -239,10 +241,9 @@ export async function migrate(req: MigrateRequest): Promise<{ dest: QemuProcess;
     const completedAt = startedAt + durationMs;
     info = await source.qmp.execute<MigrationInfo>('query-migrate');
     // The source's `completed` is not the guest running again: the destination may still
-    // be loading device state. Wait (bounded) until it runs, and keep when that was.
-    const resumeDeadline = Date.now() + 10_000;
-    while ((await dest.status()) !== 'running' && Date.now() < resumeDeadline) await sleep(2);
-    marks.destRunning = (await dest.status()) === 'running' ? since() : null;
+    // be loading device state. Its RESUME event (QEMU's own timestamp, same host clock) says when it ran.
+    const resumed = await dest.qmp.waitForEvent('RESUME', undefined, 10_000, { since: destEvents }).catch(() => undefined);
+    marks.destRunning = resumed ? resumed.timestamp.seconds * 1000 + resumed.timestamp.microseconds / 1000 - startedAt : null;
 
     if (strategy === 'block') {
       // What the mirrors processed in all: the disk once, plus whatever the guest rewrote meanwhile.
