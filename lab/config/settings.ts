@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseRateBits, parseSize } from './size.ts';
+import { parseRate, parseSize } from './size.ts';
 
 /**
  * What a scenario can vary per matrix cell: link conditions on the migration path,
@@ -7,30 +7,24 @@ import { parseRateBits, parseSize } from './size.ts';
  * schema used both for the scenario's base values and for every value of an axis.
  */
 
-/** "default" (QEMU's own cap, 128 MiB/s in 7.2) or a rate: null means leave QEMU's default. */
-const bandwidth = z
-  .union([z.string(), z.number(), z.null()], { error: 'expected a bandwidth like 1GiB/s or 800Mbit, or "default"' })
-  .transform((v, ctx) => {
-    if (v === 'default' || v === null) return null;
-    const bits = parseRateBits(v);
+/**
+ * A rate in bits per second (a number is bits), or a word that means "no value of ours":
+ * `unlimited` for a link, `default` (QEMU's own cap, 128 MiB/s in 7.2) for the migration
+ * bandwidth. Both parse to null, and null parses again to null, so a scenario as run
+ * (results.json) parses to itself.
+ */
+const rate = (what: string, word: 'unlimited' | 'default', example: string) => {
+  const expected = `expected ${what} like ${example}, or "${word}"`;
+  return z.union([z.string(), z.number(), z.null()], { error: expected }).transform((v, ctx) => {
+    if (v === word || v === null) return null;
+    const bits = typeof v === 'number' ? (v > 0 ? v : undefined) : parseRate(v);
     if (bits === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'expected a bandwidth like 1GiB/s or 800Mbit, or "default" (QEMU\'s own cap)' });
+      ctx.addIssue({ code: 'custom', message: expected });
       return z.NEVER;
     }
     return bits;
   });
-
-const rate = (what: string) =>
-  // null is what "unlimited" parses to, so a scenario as run (results.json) parses again unchanged.
-  z.union([z.string(), z.number(), z.null()], { error: `expected ${what} like 100Mbit, 1Gbit or 12MiB/s, or "unlimited"` }).transform((v, ctx) => {
-    if (v === 'unlimited' || v === null) return null;
-    const bits = parseRateBits(v);
-    if (bits === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected ${what} like 100Mbit, 1Gbit or 12MiB/s, or "unlimited"` });
-      return z.NEVER;
-    }
-    return bits;
-  });
+};
 
 const bytes = z.union([z.string(), z.number()], { error: 'expected a size like 64MiB' }).transform((v, ctx) => {
   const n = parseSize(v);
@@ -43,13 +37,13 @@ const bytes = z.union([z.string(), z.number()], { error: 'expected a size like 6
 
 /** Leaf schemas by dotted path: the only paths an axis may name. */
 export const leaves = {
-  'link.rate': rate('a link rate'),
+  'link.rate': rate('a link rate', 'unlimited', '100Mbit, 1Gbit or 12MiB/s'),
   'link.lossPct': z.number({ error: 'expected a loss percentage' }).min(0).max(100, { error: 'expected a percentage from 0 to 100' }),
   'link.delayMs': z.number({ error: 'expected a delay in ms' }).min(0),
   'workload.memory.rateMiBs': z.number({ error: 'expected MiB/s of memory to dirty' }).min(0),
   'workload.memory.workingSet': bytes,
   'workload.disk.rateMiBs': z.number({ error: 'expected MiB/s of disk writes' }).min(0),
-  'tunables.maxBandwidth': bandwidth,
+  'tunables.maxBandwidth': rate('a bandwidth', 'default', '1GiB/s or 800Mbit'),
   'tunables.downtimeLimitMs': z.number({ error: 'expected a downtime limit in ms' }).int().positive(),
   'tunables.autoConverge': z.boolean({ error: 'expected true or false' }),
   'tunables.multifdChannels': z.number({ error: 'expected a number of channels (0 = off)' }).int().min(0).max(16),
