@@ -1,16 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { processStartTime } from '../state/ledger.ts';
-
-/** Running (a zombie waiting for its parent to reap it counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+import { processAlive as alive, processStartTime } from './proc.ts';
 
 /** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. Only touches this exact PID. */
 export async function terminate(pid: number, { graceMs = 500, startTime }: { graceMs?: number; startTime?: string } = {}): Promise<void> {
@@ -34,15 +22,4 @@ export async function terminate(pid: number, { graceMs = 500, startTime }: { gra
   }
 }
 
-export { alive as processAlive };
 
-/** CPU time (user + system) a process has used so far, ms; undefined when it is gone. */
-export function processCpuMs(pid: number, ticksPerSecond = 100): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSecond;
-  } catch {
-    return undefined;
-  }
-}

@@ -22,7 +22,7 @@ import { GuestTimeout } from '../qemu/guest-shell.ts';
 import { derivePhases } from '../measure/phases.ts';
 import { topGaps } from '../measure/gaps.ts';
 import { crossCheck } from '../measure/crosscheck.ts';
-import { processCpuMs } from '../exec/kill.ts';
+import { processCpuMs } from '../exec/proc.ts';
 import type { Settings } from '../config/settings.ts';
 import type { NodeTransport } from '../exec/node.ts';
 import { defaultResultsDir, summarize, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from './results.ts';

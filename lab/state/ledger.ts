@@ -1,5 +1,4 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** Everything the lab creates, written here before it is created so `down` can undo it after a crash. */
@@ -94,13 +93,3 @@ export class Ledger {
   }
 }
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks): tells a reused PID from ours. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const afterComm = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return afterComm[19];
-  } catch {
-    return undefined;
-  }
-}

@@ -2,7 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { Ledger, processStartTime } from '../../../lab/state/ledger.ts';
+import { Ledger } from '../../../lab/state/ledger.ts';
+import { processStartTime } from '../../../lab/exec/proc.ts';
 
 describe('state ledger', () => {
   it('persists every record immediately, so another process can replay it', async () => {
