@@ -78,11 +78,6 @@ export const settingsSchema = z.strictObject({
 
 export type Settings = z.output<typeof settingsSchema>;
 
-/** The settings' defaults, for a scenario that names none. */
-export function defaultSettings(): Settings {
-  return settingsSchema.parse({});
-}
-
 /** Sets an already-parsed leaf value at a dotted path in a copy of the settings. */
 export function withValue(s: Settings, path: AxisPath, value: unknown): Settings {
   const copy = structuredClone(s) as Record<string, unknown>;

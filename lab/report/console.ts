@@ -84,7 +84,7 @@ export function summaryTable(results: Results): string {
   const s = results.summary;
   if (!s) return '';
   const rows: string[][] = [['cell', 'ok/runs', 'duration ms', 'qemu downtime ms', 'ping interruption ms', 'lost pings']];
-  for (const p of s.strategies as StrategySummary[])
+  for (const p of s.strategies)
     rows.push([p.cell ?? p.strategy, `${p.iterations - p.failed}/${p.iterations}`, cell(p.durationMs, 'ms'), cell(p.downtimeMs, 'ms'), cell(p.maxGapMs, 'ms'), cell(p.lost, 'n')]);
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));

@@ -297,8 +297,6 @@ function overviewTable(runs: ReportData['runs']): string {
 <table class="summary overview-table"><thead><tr>${head}</tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`;
 }
 
-const msText = (v: number | null | undefined) => formatNumber(v, 'ms');
-const bytesText = (v: number | null | undefined) => (typeof v === 'number' ? formatBytes(v) : DASH);
 
 /** The extra figures of the iteration table, after the four metrics: [header, unit, value, CSV-style field name]. */
 const iterationColumns: readonly (readonly [string, MetricUnit | 'bytes' | 'ratio', (i: IterationResult) => number | null | undefined, string])[] = [
