@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { RunEvents } from '../runner/run.ts';
-import type { IterationResult, Results, StrategySummary } from '../runner/results.ts';
+import type { IterationResult, Results } from '../runner/results.ts';
 import type { Description } from '../measure/stats.ts';
 import { formatBytes } from '../config/size.ts';
 
