@@ -116,8 +116,7 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
       const { loadResults } = await import('../report/compare.ts');
       const { renderHtml } = await import('../report/html.ts');
       const { writeExports } = await import('../report/exports.ts');
-      const { evaluateThresholds } = await import('../report/thresholds.ts');
-      const { scenarioSchema } = await import('../config/scenario.ts');
+      const { scenarioThresholdChecks } = await import('../report/thresholds.ts');
       const { writeFile } = await import('node:fs/promises');
       const { dirname, join } = await import('node:path');
       const { statSync } = await import('node:fs');
@@ -127,8 +126,7 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
         const dir = statSync(d).isDirectory() ? d : dirname(d);
         runs.push({ path: dir, results });
         if (o.exports) {
-          const parsed = scenarioSchema.safeParse(results.scenario.asRun);
-          const checks = parsed.success && parsed.data.thresholds && !results.interrupted ? evaluateThresholds(results, parsed.data.thresholds) : [];
+          const checks = scenarioThresholdChecks(results);
           for (const f of await writeExports(dir, results, checks)) print(`wrote ${f}`);
         }
       }

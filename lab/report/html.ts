@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { scenarioSchema, type Strategy } from '../config/scenario.ts';
+import type { Strategy } from '../config/scenario.ts';
 import { formatBytes } from '../config/size.ts';
 import type { Stats } from '../measure/stats.ts';
 import type { IterationResult, Results } from '../runner/results.ts';
@@ -22,7 +22,7 @@ import {
   type MetricKey,
   type MetricUnit,
 } from './metrics.ts';
-import { evaluateThresholds, type ThresholdCheck } from './thresholds.ts';
+import { scenarioThresholdChecks } from './thresholds.ts';
 
 /**
  * The HTML report: one self-contained file that opens offline. Tables (summary
@@ -425,9 +425,7 @@ function timelineColumns(results: Results): string {
 }
 
 function thresholdsBlock(results: Results): string {
-  const parsed = scenarioSchema.safeParse(results.scenario.asRun);
-  if (!parsed.success || !parsed.data.thresholds || results.interrupted) return '';
-  const checks: ThresholdCheck[] = evaluateThresholds(results, parsed.data.thresholds);
+  const checks = scenarioThresholdChecks(results);
   if (!checks.length) return '';
   const rows = checks
     .map((c) => `<tr class="${c.held ? 'pass' : 'fail'}"><td>${c.held ? '<span class="ok">PASS</span>' : '<span class="bad">FAIL</span>'}</td><td>${esc(c.name)}</td><td>${esc(c.reason)}</td></tr>`)

@@ -1,4 +1,4 @@
-import type { Scenario } from '../config/scenario.ts';
+import { scenarioSchema, type Scenario } from '../config/scenario.ts';
 import type { Results } from '../runner/results.ts';
 import { stats } from '../measure/stats.ts';
 import { formatValue, groups, metricOf, valuesOf, type CellGroup, type MetricKey } from './metrics.ts';
@@ -85,4 +85,14 @@ export function evaluateThresholds(results: Results, thresholds: Scenario['thres
 /** One line per check, `PASS <name>: observed …` or `FAIL …`; empty for no checks. */
 export function formatThresholds(checks: readonly ThresholdCheck[]): string {
   return checks.map((c) => `${c.held ? 'PASS' : 'FAIL'} ${c.name}: ${c.reason}`).join('\n');
+}
+
+/**
+ * The checks of the thresholds that the run's own scenario declared (results.scenario.asRun);
+ * none for an interrupted run, whose figures are partial, or a scenario without thresholds.
+ */
+export function scenarioThresholdChecks(results: Results): ThresholdCheck[] {
+  const parsed = scenarioSchema.safeParse(results.scenario.asRun);
+  if (!parsed.success || !parsed.data.thresholds || results.interrupted) return [];
+  return evaluateThresholds(results, parsed.data.thresholds);
 }

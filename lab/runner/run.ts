@@ -11,7 +11,7 @@ import { migrate, MigrationFailed, type MigrationProgress } from '../migrate/dri
 import { instanceDir } from '../migrate/storage.ts';
 import { Guest, PROBE_AREA_MIB, type LabContext } from './guest.ts';
 import type { QemuProcess } from '../qemu/instance.ts';
-import { evaluateThresholds, type ThresholdCheck } from '../report/thresholds.ts';
+import { scenarioThresholdChecks, type ThresholdCheck } from '../report/thresholds.ts';
 import { writeExports } from '../report/exports.ts';
 import type { DiskLocation } from './results.ts';
 import { plan, type Cell } from './matrix.ts';
@@ -148,7 +148,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       await down(labPlan);
     }
   }
-  const checks = scenario.thresholds && !results.interrupted ? evaluateThresholds(results, scenario.thresholds) : [];
+  const checks = scenarioThresholdChecks(results);
   const exports = await writeExports(resultsDir, results, checks);
   if (results.interrupted) throw new MigralabError('INTERRUPTED', `interrupted; partial results in ${resultsFile}`);
   return { results, resultsFile, failed: results.iterations.filter((i) => !i.ok).length, checks, exports };
