@@ -27,6 +27,12 @@ NFS_CORE_PARAM {
 NFSV4 {
   Graceless = true;
 }
+# No cached directory entries: an instance directory removed and made again under the
+# same name (a second run on a kept lab) otherwise resolves to the old, deleted directory
+# (NFS3ERR_NOENT for every file in it).
+MDCACHE {
+  Dir_Chunk = 0;
+}
 EXPORT_DEFAULTS {
   Access_Type = None;
 }

@@ -18,4 +18,7 @@ describe('ganesha configuration', () => {
   it('caches no attributes (the controller writes the files locally too)', () => {
     expect(conf).toMatch(/Attr_Expiration_Time = 0;/);
   });
+  it('caches no directory entries (a directory made again under its old name must resolve to the new one)', () => {
+    expect(conf).toMatch(/MDCACHE \{\s+Dir_Chunk = 0;\s+\}/);
+  });
 });
