@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { topGaps } from '../../../lab/measure/gaps.ts';
+import { gapsBetween, largestGap, topGaps } from '../../../lab/measure/gaps.ts';
 
 describe('largest gaps', () => {
   it('finds the n largest silences, largest first, wherever they are', () => {
@@ -12,5 +12,16 @@ describe('largest gaps', () => {
     ]);
     expect(topGaps([5, 1, 3], 5).map((g) => g.ms)).toEqual([2, 2]);
     expect(topGaps([1], 3)).toEqual([]);
+  });
+
+  it('finds the largest one, the earliest of equal ones, among the gaps that count', () => {
+    expect(gapsBetween([30, 0, 10])).toEqual([
+      { startMs: 0, endMs: 10, ms: 10 },
+      { startMs: 10, endMs: 30, ms: 20 },
+    ]);
+    expect(largestGap([0, 50, 60, 110])).toEqual({ startMs: 0, endMs: 50, ms: 50 });
+    expect(largestGap([0, 50, 60, 110], (g) => g.startMs >= 60)).toEqual({ startMs: 60, endMs: 110, ms: 50 });
+    expect(largestGap([0, 50], (g) => g.ms > 50)).toBeUndefined();
+    expect(largestGap([7])).toBeUndefined();
   });
 });

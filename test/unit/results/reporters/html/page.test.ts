@@ -1,11 +1,14 @@
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { chartJsSource, distributionMetrics, jsonForScript, largestGap, renderHtml, scriptText, statColumns, type ReportData } from '../../../lab/report/html.ts';
-import { blockMinusShared, groups, metricOf, metrics, valuesOf } from '../../../lab/report/metrics.ts';
-import { stats } from '../../../lab/measure/stats.ts';
-import { scenarioSchema } from '../../../lab/config/scenario.ts';
-import { resultsSchema, type Results } from '../../../lab/runner/results.ts';
-import { loadMatrix, makeResults, series } from './fixtures.ts';
+import { chartJsSource, renderHtml } from '../../../../../lab/results/reporters/html/page.ts';
+import { jsonForScript, scriptText } from '../../../../../lab/results/reporters/html/escape.ts';
+import { distributionMetrics, largestGap, type ReportData } from '../../../../../lab/results/reporters/html/view.ts';
+import { blockMinusShared, groups } from '../../../../../lab/results/cells.ts';
+import { metricOf, metrics, statColumns, valuesOf } from '../../../../../lab/results/metrics.ts';
+import { stats } from '../../../../../lab/measure/stats.ts';
+import { scenarioSchema } from '../../../../../lab/config/scenario.ts';
+import { resultsSchema, type Results } from '../../../../../lab/results/schema.ts';
+import { loadMatrix, makeResults, series } from '../../fixtures.ts';
 
 const load = (file: string): Results => resultsSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
 const small = load('test/fixtures/results/small.results.json');

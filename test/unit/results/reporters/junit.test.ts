@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { toJUnit, xmlAttr, xmlText } from '../../../lab/report/junit.ts';
-import { evaluateThresholds } from '../../../lab/report/thresholds.ts';
-import { loadMatrix, makeResults } from './fixtures.ts';
+import { toJUnit, xmlAttr, xmlText } from '../../../../lab/results/reporters/junit.ts';
+import { evaluateThresholds } from '../../../../lab/results/thresholds.ts';
+import { loadMatrix, makeResults } from '../fixtures.ts';
 
 const parser = new XMLParser({
   ignoreAttributes: false,

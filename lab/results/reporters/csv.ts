@@ -1,5 +1,6 @@
-import type { IterationResult, Results } from '../runner/results.ts';
-import { cellOf } from './metrics.ts';
+import type { IterationResult, Results } from '../schema.ts';
+import { cellOf } from '../cells.ts';
+import { fileReporter } from './reporter.ts';
 
 /**
  * CSV export: RFC 4180, one header row then one row per iteration, in the order of
@@ -73,3 +74,6 @@ export function toCsv(results: Results): string {
   for (const it of results.iterations) rows.push(csvColumns.map(([, get]) => csvField(get(it))));
   return rows.map((r) => r.join(',') + CSV_EOL).join('');
 }
+
+/** results.csv next to results.json. */
+export const csvReporter = fileReporter('csv', 'results.csv', (results) => toCsv(results));

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { scenarioSchema } from '../../../lab/config/scenario.ts';
-import { evaluateThresholds, formatThresholds } from '../../../lab/report/thresholds.ts';
+import { evaluateThresholds, formatThresholds } from '../../../lab/results/thresholds.ts';
 import { loadMatrix, makeResults } from './fixtures.ts';
 
 const thresholds = (t: Record<string, unknown>) => scenarioSchema.parse({ name: 't', thresholds: t }).thresholds;

@@ -1,20 +1,10 @@
-import type { Results } from '../runner/results.ts';
-import { median, type DiffInterval, type Stats } from '../measure/stats.ts';
-import type { ThresholdCheck } from './thresholds.ts';
-import {
-  blockMinusShared,
-  cellOf,
-  groups,
-  harnessMetrics,
-  hasAxes,
-  metrics,
-  phaseMetrics,
-  pingCpuShare,
-  statsOf,
-  strategyStats,
-  type Differences,
-  type MetricUnit,
-} from './metrics.ts';
+import type { Results } from '../schema.ts';
+import { median, type DiffInterval } from '../../measure/stats.ts';
+import type { ThresholdCheck } from '../thresholds.ts';
+import { blockMinusShared, cellOf, groups, hasAxes, statsOf, type Differences } from '../cells.ts';
+import { DASH, formatNumber, formatPercent, unitSuffix } from '../format.ts';
+import { harnessMetrics, metrics, phaseMetrics, pingCpuShare, statColumns, type MetricUnit } from '../metrics.ts';
+import { fileReporter } from './reporter.ts';
 
 /**
  * Markdown summary for a CI job summary (`$GITHUB_STEP_SUMMARY`, GitHub-flavoured
@@ -27,16 +17,6 @@ import {
  * whole numbers (one decimal when a statistic of counts is not whole); a statistic that
  * is not defined (no values, sd of one value) is `–`, never 0.
  */
-
-const DASH = '–';
-
-/** A number for reading; `–` when there is none. */
-export function formatNumber(v: number | null | undefined, unit: MetricUnit, signed = false): string {
-  if (v === null || v === undefined || !Number.isFinite(v)) return DASH;
-  let s = unit === 'ms' || !Number.isInteger(v) ? v.toFixed(1) : String(v);
-  if (/^-0(\.0)?$/.test(s)) s = s.slice(1); // no "-0.0" for a tiny negative
-  return signed && !s.startsWith('-') && Number(s) !== 0 ? `+${s}` : s;
-}
 
 /**
  * Text from the run (errors, notes, names, reasons) made inert: HTML and Markdown
@@ -53,8 +33,6 @@ export function mdText(s: string): string {
     .replaceAll('>', '&gt;');
 }
 
-const unitLabel = (unit: MetricUnit) => (unit === 'ms' ? ' (ms)' : '');
-const statColumns = ['median', 'p90', 'p95', 'min', 'max', 'mean', 'sd'] as const satisfies readonly (keyof Stats)[];
 
 function table(head: string[], rows: string[][], align: ('l' | 'r')[]): string[] {
   return [`| ${head.join(' | ')} |`, `|${align.map((a) => (a === 'r' ? ' ---: ' : ' --- ')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
@@ -75,10 +53,9 @@ function warningLines(d: Differences): string[] {
   return [...warnings].flatMap(([w, labels]) => [`> ⚠️ ${labels.join(', ')}: ${mdText(w)}`, '']);
 }
 
-const percentText = (v: number | undefined) => (v === undefined ? DASH : `${Math.round(v * 100)}%`);
+const percentText = (v: number | undefined) => (v === undefined ? DASH : formatPercent(v));
 
 export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): string {
-  const per = strategyStats(results);
   const cells = groups(results);
   const cellWord = hasAxes(results) ? 'cell' : 'strategy';
   const failedIts = results.iterations.filter((i) => !i.ok);
@@ -91,9 +68,9 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
     out.push('> [!WARNING]', '> **Interrupted**: the run was stopped before every iteration had run; the figures cover only the iterations that did.', '');
   out.push(`Scenario file ${mdText(results.scenario.file)}, started ${mdText(results.startedAt)}${results.finishedAt ? `, finished ${mdText(results.finishedAt)}` : ''}.`, '');
   out.push(
-    per.length === 0
+    cells.length === 0
       ? 'No iterations.'
-      : per.map((p) => `**${mdText(p.label)}**: ${p.iterations - p.failed}/${p.iterations} iterations succeeded`).join(' · '),
+      : cells.map((c) => `**${mdText(c.label)}**: ${c.ok.length}/${c.iterations.length} iterations succeeded`).join(' · '),
     '',
   );
 
@@ -101,9 +78,9 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
   out.push('## Statistics', '');
   const statRows: string[][] = [];
   for (const m of metrics)
-    for (const p of per) {
-      const s = p.stats[m.key];
-      statRows.push([`${m.label}${unitLabel(m.unit)}`, mdText(p.label), ...statColumns.map((c) => formatNumber(s[c], m.unit)), String(s.n)]);
+    for (const c of cells) {
+      const s = c.stats[m.key];
+      statRows.push([`${m.label}${unitSuffix(m.unit)}`, mdText(c.label), ...statColumns.map((col) => formatNumber(s[col], m.unit)), String(s.n)]);
     }
   out.push(...table(['metric', cellWord, ...statColumns, 'n'], statRows, ['l', 'l', ...statColumns.map(() => 'r' as const), 'r']), '');
   out.push(`Over successful iterations; p90/p95 interpolate linearly, sd is the sample standard deviation; ${DASH} where a statistic is undefined.`, '');
@@ -112,11 +89,11 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
   const diffs = blockMinusShared(results);
   if (diffs.length > 0) {
     const sample = diffs.flatMap((g) => Object.values(g.diffs)).find((d) => d !== undefined);
-    const level = sample ? `${Math.round(sample.level * 1000) / 10}%` : '95%';
+    const level = formatPercent(sample?.level ?? 0.95, 1);
     out.push('## block − shared', '');
     for (const g of diffs) {
       if (g.group) out.push(`### ${mdText(g.group)}`, '', `${mdText(g.block)} − ${mdText(g.shared)}:`, '');
-      out.push(...table(['metric', 'block − shared (median)', `${level} interval`], metrics.map((m) => differenceRow(`${m.label}${unitLabel(m.unit)}`, m.unit, g.diffs[m.key])), ['l', 'r', 'r']), '');
+      out.push(...table(['metric', 'block − shared (median)', `${level} interval`], metrics.map((m) => differenceRow(`${m.label}${unitSuffix(m.unit)}`, m.unit, g.diffs[m.key])), ['l', 'r', 'r']), '');
       if (!Object.values(g.diffs).some((d) => d !== undefined)) out.push('Nothing to compare: a strategy has no successful iteration.', '');
       out.push(...warningLines(g.diffs));
     }
@@ -131,7 +108,7 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
       const s = statsOf(g.ok, phaseMetrics);
       return [mdText(g.label), ...phaseMetrics.map((m) => formatNumber(s[m.key].median, m.unit)), String(g.ok.filter((i) => i.phases).length)];
     });
-    out.push(...table([cellWord, ...phaseMetrics.map((m) => `${m.label}${unitLabel(m.unit)}`), 'n'], rows, ['l', ...phaseMetrics.map(() => 'r' as const), 'r']), '');
+    out.push(...table([cellWord, ...phaseMetrics.map((m) => `${m.label}${unitSuffix(m.unit)}`), 'n'], rows, ['l', ...phaseMetrics.map(() => 'r' as const), 'r']), '');
     out.push('Medians over successful iterations. Mirror: until every disk mirror was ready (block only); pre-copy: the RAM passes while the guest ran; switchover: the guest stopped on the source; resume: from the source\'s completion until the destination ran.', '');
   }
 
@@ -143,7 +120,7 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
       const s = statsOf(g.ok, harnessMetrics);
       return [mdText(g.label), ...harnessMetrics.map((m) => formatNumber(s[m.key].median, m.unit)), percentText(median(g.ok.map(pingCpuShare))), String(g.ok.filter((i) => i.harness).length)];
     });
-    out.push(...table([cellWord, ...harnessMetrics.map((m) => `${m.label}${unitLabel(m.unit)}`), 'ping CPU / window', 'n'], rows, ['l', ...harnessMetrics.map(() => 'r' as const), 'r', 'r']), '');
+    out.push(...table([cellWord, ...harnessMetrics.map((m) => `${m.label}${unitSuffix(m.unit)}`), 'ping CPU / window', 'n'], rows, ['l', ...harnessMetrics.map(() => 'r' as const), 'r', 'r']), '');
     out.push('Medians over successful iterations: CPU time of the harness from the request to completion, and of ping over its window (the share of one core).', '');
   }
 
@@ -200,3 +177,6 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
   );
   return out.join('\n') + '\n';
 }
+
+/** summary.md next to results.json (what a CI job appends to its step summary). */
+export const markdownReporter = fileReporter('markdown', 'summary.md', (results, checks) => toMarkdown(results, checks));

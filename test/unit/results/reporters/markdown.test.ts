@@ -1,10 +1,12 @@
 import { describe, it, expect } from 'vitest';
-import { toMarkdown, formatNumber, mdText } from '../../../lab/report/markdown.ts';
-import { evaluateThresholds } from '../../../lab/report/thresholds.ts';
-import { bootstrapMedianDiff } from '../../../lab/measure/stats.ts';
-import { loadMatrix, makeResults, type IterationSpec } from './fixtures.ts';
-import { groups, metrics, phaseMetrics, valuesOf } from '../../../lab/report/metrics.ts';
-import { median, stats as statsOf } from '../../../lab/measure/stats.ts';
+import { toMarkdown, mdText } from '../../../../lab/results/reporters/markdown.ts';
+import { formatNumber } from '../../../../lab/results/format.ts';
+import { evaluateThresholds } from '../../../../lab/results/thresholds.ts';
+import { bootstrapMedianDiff } from '../../../../lab/measure/stats.ts';
+import { loadMatrix, makeResults, type IterationSpec } from '../fixtures.ts';
+import { groups } from '../../../../lab/results/cells.ts';
+import { metrics, phaseMetrics, valuesOf } from '../../../../lab/results/metrics.ts';
+import { median, stats as statsOf } from '../../../../lab/measure/stats.ts';
 
 const figs = (durations: number[], lost: number | null = 2): IterationSpec[] => durations.map((d) => ({ durationMs: d, downtimeMs: null, maxGapMs: d / 10, lost }));
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { scenarioSchema, type Strategy } from '../../../lab/config/scenario.ts';
-import { RESULTS_SCHEMA, RESULTS_VERSION, resultsSchema, summarize, type IterationResult, type Results } from '../../../lab/runner/results.ts';
+import { RESULTS_SCHEMA, RESULTS_VERSION, resultsSchema, type IterationResult, type Results } from '../../../lab/results/schema.ts';
+import { summarize } from '../../../lab/results/cells.ts';
 
 /** The figures of one hand-made iteration; a figure left out was not measured (null). */
 export interface IterationSpec {

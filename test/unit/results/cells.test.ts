@@ -1,17 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import {
-  blockMinusShared,
-  cellGroups,
-  groups,
-  harnessMetrics,
-  medianDifferences,
-  metrics,
-  phaseMetrics,
-  pingCpuShare,
-  statsOf,
-  strategyStats,
-  valuesOf,
-} from '../../../lab/report/metrics.ts';
+import { blockMinusShared, cellGroups, groups, medianDifferences, statsOf, strategyStats } from '../../../lab/results/cells.ts';
+import { harnessMetrics, metrics, phaseMetrics, pingCpuShare, valuesOf } from '../../../lab/results/metrics.ts';
 import { bootstrapMedianDiff, stats } from '../../../lab/measure/stats.ts';
 import { loadMatrix, makeResults } from './fixtures.ts';
 

@@ -1,6 +1,7 @@
-import type { IterationResult, Results } from '../runner/results.ts';
-import type { ThresholdCheck } from './thresholds.ts';
-import { cellOf } from './metrics.ts';
+import type { IterationResult, Results } from '../schema.ts';
+import type { ThresholdCheck } from '../thresholds.ts';
+import { cellOf } from '../cells.ts';
+import { fileReporter } from './reporter.ts';
 
 /**
  * JUnit XML export, the dialect CI systems read (Jenkins, GitLab, GitHub test-report
@@ -156,3 +157,6 @@ export function toJUnit(results: Results, checks: ThresholdCheck[] = []): string
   out.push('</testsuites>');
   return out.join('\n') + '\n';
 }
+
+/** junit.xml next to results.json: the iterations, and the threshold checks given. */
+export const junitReporter = fileReporter('junit', 'junit.xml', (results, checks) => toJUnit(results, checks));

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { toCsv, csvColumns } from '../../../lab/report/csv.ts';
-import { loadMatrix, makeResults } from './fixtures.ts';
+import { toCsv, csvColumns } from '../../../../lab/results/reporters/csv.ts';
+import { loadMatrix, makeResults } from '../fixtures.ts';
 
 /** A small RFC 4180 reader: quoted fields may hold commas, doubled quotes, CR and LF. */
 function parseCsv(text: string): string[][] {

@@ -2,7 +2,8 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it, expect } from 'vitest';
-import { compareResults, formatComparison, loadResults } from '../../../lab/report/compare.ts';
+import { compareResults, formatComparison } from '../../../lab/results/compare.ts';
+import { loadResults } from '../../../lab/results/load.ts';
 import { MigralabError } from '../../../lab/errors.ts';
 import { loadMatrix, makeResults, series } from './fixtures.ts';
 
@@ -115,7 +116,7 @@ describe('compareResults', () => {
     const c = compareResults(b, cur, { tolerancePct: 10 });
     expect(c.warnings).toEqual([
       'scenario differs: baseline a, current b',
-      'scenario settings differ: topology, guest, ping, link, workload, tunables, mirror, axes',
+      'scenario settings differ: topology, drivers, guest, ping, link, workload, tunables, mirror, hypervisor, verify, axes',
       'block: 1/4 iterations failed in the current run (baseline 0/4)',
     ]);
     expect(c.cells).toEqual([{ cell: 'block', strategy: 'block', baseline: { iterations: 4, failed: 0 }, current: { iterations: 4, failed: 1 } }]);

@@ -1,0 +1,111 @@
+import cliProgress from 'cli-progress';
+import { formatBytes } from '../../config/size.ts';
+import { summarize } from '../cells.ts';
+import { consoleStyle, formatNumber, formatPercent } from '../format.ts';
+import type { MetricUnit } from '../metrics.ts';
+import type { IterationResult, Results, StrategySummary } from '../schema.ts';
+import type { Reporter } from './reporter.ts';
+
+type Out = (line: string) => void;
+
+export interface ConsoleOptions {
+  tty: boolean;
+  /** Where lines go (default: stderr). */
+  out?: Out;
+  quiet?: boolean;
+}
+
+/**
+ * Console reporter: cli-progress bars for the disk mirror and the RAM copy on a TTY,
+ * plain step lines otherwise (CI logs, pipes).
+ */
+export function consoleReporter(opts: ConsoleOptions): Reporter & { close(): void } {
+  const out: Out = opts.out ?? ((l) => process.stderr.write(l + '\n'));
+  let bars: cliProgress.MultiBar | undefined;
+  let mirror: cliProgress.SingleBar | undefined;
+  let ram: cliProgress.SingleBar | undefined;
+  let lastPhase: string | undefined;
+  const stopBars = () => {
+    bars?.stop();
+    bars = mirror = ram = undefined;
+  };
+  const MiB = 1024 ** 2;
+  return {
+    name: 'console',
+    step(msg) {
+      if (!opts.quiet) (bars ? bars.log(msg + '\n') : out(msg));
+    },
+    iterationStart(it) {
+      lastPhase = undefined;
+      const head = `[${it.index + 1}/${it.total}] ${it.cell} #${it.repetition}: ${it.source} -> ${it.destination}`;
+      if (opts.tty) {
+        bars = new cliProgress.MultiBar(
+          { format: '  {phase} [{bar}] {percentage}% {value}/{total} MiB', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        );
+        bars.log(head + '\n');
+      } else if (!opts.quiet) out(head);
+    },
+    progress(p) {
+      const done = Math.round(p.done / MiB);
+      const total = Math.max(1, Math.round(p.total / MiB));
+      if (bars) {
+        const label = p.phase === 'mirror' ? 'disk mirror' : 'RAM copy   ';
+        const bar = p.phase === 'mirror' ? (mirror ??= bars.create(total, 0, { phase: label })) : (ram ??= bars.create(total, 0, { phase: label }));
+        bar.setTotal(total);
+        bar.update(done, { phase: label });
+      } else if (!opts.quiet && p.phase !== lastPhase) {
+        out(`  ${p.phase === 'mirror' ? 'disk mirror' : 'RAM copy'} started (${formatBytes(p.total)})`);
+      }
+      lastPhase = p.phase;
+    },
+    iterationEnd(r) {
+      stopBars();
+      if (!opts.quiet) out(`  ${iterationLine(r)}`);
+    },
+    close: stopBars,
+  };
+}
+
+const ms = (v: number | null | undefined) => formatNumber(v, 'ms', false, { ...consoleStyle, fine: true });
+
+export function iterationLine(r: IterationResult): string {
+  if (!r.ok) return `FAILED: ${r.error}${r.guestOn ? ` (guest on ${r.guestOn.node}, ${r.guestOn.status})` : ''}`;
+  const parts = [
+    `ok in ${ms(r.durationMs)}`,
+    `qemu downtime ${ms(r.qemu.downtimeMs)}`,
+    `ping gap ${ms(r.ping.maxGapMs)} (${r.ping.lost}/${r.ping.sent} lost)`,
+  ];
+  if (r.guest?.clockLossMs != null) parts.push(`guest lost ${ms(r.guest.clockLossMs)}`);
+  parts.push(`RAM ${formatBytes(r.qemu.ramBytes ?? 0)}`, `disk ${formatBytes(r.qemu.diskBytes ?? 0)}`);
+  if (r.link?.efficiency != null) parts.push(`link efficiency ${formatPercent(r.link.efficiency)}`);
+  const flags = (r.crossCheck ?? []).map((f) => `\n    ! ${f}`).join('');
+  return parts.join(', ') + flags;
+}
+
+function cell(d: StrategySummary['durationMs'], unit: MetricUnit): string {
+  if (d.n === 0 || d.median === undefined) return '-';
+  const f = (v: number | undefined) => formatNumber(v, unit, false, { dash: '-' });
+  return `${f(d.median)} (${f(d.min)}..${f(d.max)})`;
+}
+
+/** The comparison table: per cell median (min..max) as results.summary has them, and block/shared ratios of the medians. */
+export function summaryTable(results: Results): string {
+  const s = summarize(results.iterations, results.scenario.asRun.strategies ?? []);
+  const rows: string[][] = [['cell', 'ok/runs', 'duration ms', 'qemu downtime ms', 'ping interruption ms', 'lost pings']];
+  for (const p of s.strategies)
+    rows.push([p.cell ?? p.strategy, `${p.iterations - p.failed}/${p.iterations}`, cell(p.durationMs, 'ms'), cell(p.downtimeMs, 'ms'), cell(p.maxGapMs, 'ms'), cell(p.lost, 'count')]);
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const fr = (v?: number) => (v === undefined ? '-' : `${v.toFixed(2)}x`);
+  const ratioLine = (r: { durationMs?: number; downtimeMs?: number; maxGapMs?: number }, where: string) =>
+    `block/shared (ratio of medians)${where}: duration ${fr(r.durationMs)}, qemu downtime ${fr(r.downtimeMs)}, ping interruption ${fr(r.maxGapMs)}`;
+  const ratios = s.ratiosByGroup ?? [{ group: '', ...s.blockToSharedRatio }];
+  const shown = ratios.filter((r) => r.durationMs !== undefined || r.downtimeMs !== undefined);
+  if (shown.length) lines.push('', ...shown.map((r) => ratioLine(r, r.group ? ` at ${r.group}` : '')));
+  const env = results.environment;
+  lines.push(`environment: ${env.accelerator} (${env.acceleratorReason}), QEMU ${env.qemuVersion}, kernel ${env.kernel}, NFS client ${env.nfsClient}, ${env.cpus}x ${env.cpuModel}`);
+  lines.push('median (min..max) over successful iterations');
+  return lines.join('\n');
+}
