@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { exitCodeOf, MigralabError } from '../errors.ts';
 import { loadTopology } from '../config/topology.ts';
 import { planLab } from '../provision/plan.ts';
-import { up, down, labHealthy, readLabInfo } from '../provision/local.ts';
+import { providerFor } from '../provision/providers.ts';
 import { Ledger } from '../state/ledger.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -28,10 +28,11 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--json', 'print the lab description as JSON')
     .action(async (file: string, o: { json?: boolean }) => {
       const t = await loadTopology(file);
-      const r = await up(t, resolve(file), log);
+      const r = await providerFor(t).up(t, resolve(file), log, signal);
       if (o.json) return print(JSON.stringify({ alreadyUp: r.alreadyUp, ...r.info }, null, 2));
       const e = r.info.environment;
       print(r.alreadyUp ? `lab ${t.name} is already up` : `lab ${t.name} up in ${(r.info.upMs / 1000).toFixed(2)} s`);
+      for (const issue of e.knownIssues ?? []) print(`  known issue: ${issue.text} (${issue.reference})`);
       print(`  nodes: ${r.info.nodes.map((n) => `${n.name} ${n.address} [${n.roles.join(', ')}]`).join('; ')}`);
       print(`  NFS: ganesha on ${r.info.nfs.server} exports ${r.info.nfs.exportPath}; client: ${e.nfsClient} (${e.nfsClientReason})`);
       print(`  accelerator: ${e.accelerator} (${e.acceleratorReason})`);
@@ -44,8 +45,12 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .action(async (file: string) => {
       const t = await loadTopology(file);
       const t0 = performance.now();
-      const r = await down(planLab(t));
-      print(r.wasUp ? `lab ${t.name} down in ${((performance.now() - t0) / 1000).toFixed(2)} s (${r.removed} resources removed)` : `lab ${t.name} is not up: nothing to do`);
+      const r = await providerFor(t).down(planLab(t));
+      print(
+        r.wasUp
+          ? `lab ${t.name} down in ${((performance.now() - t0) / 1000).toFixed(2)} s (${r.removed} resources removed${r.killed.length ? `; had to kill ${r.killed.join(', ')}` : ''})`
+          : `lab ${t.name} is not up: nothing to do`,
+      );
     });
 
   program
@@ -57,12 +62,10 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
       const t = await loadTopology(file);
       const plan = planLab(t);
       const ledger = await Ledger.read(plan.ledgerFile);
-      const health = ledger ? await labHealthy(plan) : { healthy: false, problems: [] };
-      const info = await readLabInfo(plan);
-      const state = !ledger ? 'down' : health.healthy ? 'up' : 'broken';
-      const status = { lab: t.name, state, problems: health.problems, resources: ledger?.resources ?? [], info: info ?? null };
+      const { state, problems, info } = await providerFor(t).status(plan);
+      const status = { lab: t.name, state, problems, resources: ledger?.resources ?? [], info: info ?? null };
       if (o.json) return print(JSON.stringify(status, null, 2));
-      print(`lab ${t.name}: ${state}${health.problems.length ? ` (${health.problems.join('; ')}; run 'migralab down' to clean up)` : ''}`);
+      print(`lab ${t.name}: ${state}${problems.length ? ` (${problems.join('; ')}; run 'migralab down' to clean up)` : ''}`);
       if (info && ledger) {
         for (const n of info.nodes) print(`  ${n.name.padEnd(12)} ${n.address.padEnd(15)} netns ${n.netns}  [${n.roles.join(', ')}]`);
         print(`  ${info.observer.name.padEnd(12)} ${info.observer.address.padEnd(15)} netns ${info.observer.netns}  [observer]`);
@@ -76,16 +79,17 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .command('run')
     .description('run a scenario (raises the lab if needed, takes it down again if it raised it), write results.json, print the comparison')
     .argument('[scenario]', 'scenario file', defaultScenario)
+    .option('--topology <file>', 'run on this topology instead of the one the scenario names (e.g. real hosts over ssh)')
     .option('--results-dir <dir>', 'where results.json goes (default results/<timestamp>-<scenario name>/)')
     .option('--keep-lab', 'leave the lab up after the run even if this run raised it')
     .option('--json', 'print results.json to stdout instead of the table')
     .option('--quiet', 'no progress lines')
-    .action(async (file: string, o: { resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean }) => {
+    .action(async (file: string, o: { topology?: string; resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean }) => {
       const { runScenario } = await import('../runner/run.ts');
       const { consoleReporter, summaryTable } = await import('../report/console.ts');
       const rep = consoleReporter({ tty: process.stderr.isTTY === true, quiet: o.quiet });
       try {
-        const r = await runScenario({ scenarioFile: file, resultsDir: o.resultsDir, keepLab: o.keepLab, signal, events: rep });
+        const r = await runScenario({ scenarioFile: file, topologyFile: o.topology, resultsDir: o.resultsDir, keepLab: o.keepLab, signal, events: rep });
         rep.close();
         const { formatThresholds } = await import('../report/thresholds.ts');
         if (o.json) print(JSON.stringify(r.results, null, 2));

@@ -22,6 +22,16 @@ const size = (what: string, minBytes: number) =>
 export const strategies = ['block', 'shared'] as const;
 export type Strategy = (typeof strategies)[number];
 
+/** Migration drivers: QMP directly, or libvirt (virsh over qemu+tcp, the tutorial's stack). */
+export const driverNames = ['qemu', 'libvirt'] as const;
+export type DriverName = (typeof driverNames)[number];
+
+const unique = <T>(what: string) => (xs: readonly T[], ctx: z.RefinementCtx) => {
+  xs.forEach((x, i) => {
+    if (xs.indexOf(x) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `${what} ${String(x)} is listed twice` });
+  });
+};
+
 export const scenarioSchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'expected a name of letters, digits, ".", "_" or "-"' }),
@@ -31,7 +41,14 @@ export const scenarioSchema = z
     strategies: z
       .array(z.enum(strategies, { error: `expected one of ${strategies.join(', ')}` }))
       .min(1, { error: 'expected at least one strategy' })
+      .superRefine(unique('strategy'))
       .default(['block', 'shared']),
+    /** Drivers to run every strategy with, interleaved like the strategies. */
+    drivers: z
+      .array(z.enum(driverNames, { error: `expected one of ${driverNames.join(', ')}` }))
+      .min(1, { error: 'expected at least one driver' })
+      .superRefine(unique('driver'))
+      .default(['qemu']),
     repetitions: z.number({ error: 'expected a whole number of repetitions' }).int().min(1).max(100).default(3),
     guest: z
       .strictObject({

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseRate, parseSize } from './size.ts';
+import { qemuBuildSchema } from '../qemu/builds.ts';
 
 /**
  * What a scenario can vary per matrix cell: link conditions on the migration path,
@@ -49,6 +50,12 @@ export const leaves = {
   'tunables.multifdChannels': z.number({ error: 'expected a number of channels (0 = off)' }).int().min(0).max(16),
   'tunables.postcopy': z.boolean({ error: 'expected true or false' }),
   'mirror.copyMode': z.enum(['background', 'write-blocking'], { error: 'expected background or write-blocking' }),
+  /** Which QEMU build runs both sides (lab/qemu/builds.ts). */
+  'hypervisor.qemu': qemuBuildSchema,
+  /** The guest's memory is checked after every migration (verified.ramIntact). */
+  'verify.ram': z.boolean({ error: 'expected true or false' }),
+  /** Dump and compare both sides' RAM byte for byte (pauses the guest: not comparable for timing). */
+  'verify.ramDump': z.boolean({ error: 'expected true or false' }),
 } as const;
 
 export type AxisPath = keyof typeof leaves;
@@ -74,6 +81,26 @@ export const settingsSchema = z.strictObject({
     })
     .prefault({}),
   mirror: z.strictObject({ copyMode: leaves['mirror.copyMode'].default('background') }).prefault({}),
+  hypervisor: z
+    .strictObject({
+      qemu: leaves['hypervisor.qemu'].default('system'),
+      /**
+       * Run even where a known hypervisor issue would corrupt what is measured (QEMU < 9.0
+       * under TCG with a memory workload): to show the issue on purpose.
+       */
+      allowKnownIssues: z.boolean({ error: 'expected true or false' }).default(false),
+    })
+    .prefault({}),
+  verify: z
+    .strictObject({
+      ram: leaves['verify.ram'].default(true),
+      /** When the cell has no memory workload of its own: the working set of the checking writer. */
+      ramWorkingSet: bytes.default(4 * 1024 ** 2),
+      /** ... and the rate it rewrites it at, MiB/s. */
+      ramRateMiBs: z.number({ error: 'expected MiB/s' }).positive({ error: 'expected a rate above 0 MiB/s' }).default(1),
+      ramDump: leaves['verify.ramDump'].default(false),
+    })
+    .prefault({}),
 });
 
 export type Settings = z.output<typeof settingsSchema>;

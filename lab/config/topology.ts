@@ -38,8 +38,10 @@ export const topologySchema = z
       .strictObject({
         state: absPath.default('/var/lib/migralab'),
         imageCache: absPath.default('/var/cache/migralab/images'),
+        /** QEMU builds unpacked from Debian's packages (hypervisor.qemu: debian-<version>). */
+        qemuCache: absPath.default('/var/cache/migralab/qemu'),
       })
-      .default({ state: '/var/lib/migralab', imageCache: '/var/cache/migralab/images' }),
+      .prefault({}),
     nfs: z
       .strictObject({
         /** 3 is what QEMU's nfs:// driver speaks; 4 for kernel clients that prefer it. */

@@ -59,8 +59,16 @@ export interface LoadFigures {
   droppedBytes: number;
 }
 
+/** The memory load's own check of its working set after it stopped (mlload.c, ramcheck.h). */
+export interface RamCheck {
+  pagesChecked: number;
+  pagesBad: number;
+  /** The first page that did not hold what the writer last wrote there; null when every page did. */
+  firstBad: { index: number; expected: number; found: number; kind: 'stale' | 'corrupt' } | null;
+}
+
 export interface WorkloadReport {
-  memory?: LoadFigures & { bytesDirtied: number; workingSetBytes: number };
+  memory?: LoadFigures & { bytesDirtied: number; workingSetBytes: number; ram?: RamCheck };
   disk?: LoadFigures & { bytesWritten: number };
 }
 
@@ -76,6 +84,8 @@ export interface LoadStatus {
   backlogDrops: number;
   droppedBytes: number;
   workingSetBytes?: number;
+  /** mem, final line only */
+  ram?: RamCheck;
 }
 
 /** Default block device of the disk load: the guest's first virtio disk. */
@@ -133,7 +143,23 @@ export function parseLoadStatus(text: string): LoadStatus {
     droppedBytes: numberField(f, 'droppedBytes'),
   };
   if (mode === 'mem') st.workingSetBytes = numberField(f, 'workingSetBytes');
+  if (mode === 'mem' && f.ramPagesChecked !== undefined) st.ram = parseRamCheck(f);
   return st;
+}
+
+/** The ram* fields of mlload's final mem line. */
+export function parseRamCheck(f: Record<string, string>): RamCheck {
+  const bad = numberField(f, 'ramPagesBad');
+  const kind = f.ramFirstBadKind;
+  if (bad > 0 && kind !== 'stale' && kind !== 'corrupt') throw new MigralabError('LAB', `mlload status: bad ramFirstBadKind ${JSON.stringify(kind)}`);
+  return {
+    pagesChecked: numberField(f, 'ramPagesChecked'),
+    pagesBad: bad,
+    firstBad:
+      bad > 0
+        ? { index: numberField(f, 'ramFirstBadIndex'), expected: numberField(f, 'ramFirstBadExpected'), found: numberField(f, 'ramFirstBadFound'), kind: kind as 'stale' | 'corrupt' }
+        : null,
+  };
 }
 
 function shq(s: string): string {
@@ -328,7 +354,7 @@ export function workloadReport(final: { memory?: string; disk?: string }): Workl
   const report: WorkloadReport = {};
   if (final.memory !== undefined) {
     const st = parseLoadStatus(final.memory);
-    report.memory = { bytesDirtied: st.bytes, workingSetBytes: st.workingSetBytes ?? 0, ...figures(st) };
+    report.memory = { bytesDirtied: st.bytes, workingSetBytes: st.workingSetBytes ?? 0, ...figures(st), ...(st.ram ? { ram: st.ram } : {}) };
   }
   if (final.disk !== undefined) {
     const st = parseLoadStatus(final.disk);

@@ -26,6 +26,8 @@ export const IMAGE_FORMAT_VERSION = 'migralab-guest-image/2';
  */
 export const GUEST_PROGRAMS = ['mlload', 'mlprobe'] as const;
 export type GuestProgram = (typeof GUEST_PROGRAMS)[number];
+/** Headers the programs include: part of the cache key too. */
+const GUEST_PROGRAM_HEADERS = ['common.h', 'ramcheck.h'];
 const GUEST_PROGRAM_DIR = fileURLToPath(new URL('./guest-programs/', import.meta.url));
 /** Part of the cache key: a change of flags rebuilds the image. */
 const GCC_FLAGS = ['-static', '-O2', '-s', '-Wall', '-Wextra', '-std=gnu11'];
@@ -260,7 +262,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
   field('gcc-flags', GCC_FLAGS.join(' '));
   field('libc.a', toolchain.libcA.data);
   for (const p of programs) field(`program ${p.name}`, p.text);
-  field('program header common.h', await readFile(path.join(GUEST_PROGRAM_DIR, 'common.h')));
+  for (const header of GUEST_PROGRAM_HEADERS) field(`program header ${header}`, await readFile(path.join(GUEST_PROGRAM_DIR, header)));
   const hash = h.digest('hex');
 
   const finalDir = path.join(opts.cacheDir, hash);

@@ -8,19 +8,39 @@ export interface Views {
   networkGapMs: number | null;
   pingIntervalMs: number;
   qemuDowntimeMs: number | null;
+  /** Destination RESUME minus source STOP (QMP event timestamps, µs). */
+  qemuEventDowntimeMs?: number | null;
   guestPauseMs: number | null;
   guestUncertaintyMs: number | null;
   durationMs: number | null;
   qemuTotalMs: number | null;
+  /** The migration completed (a completed migration cannot have taken 0 ms). */
+  completed?: boolean;
   bytesMoved: number | null;
   linkRateBitsPerSec: number | null;
+  /** libvirt's own downtime and elapsed time (virsh domjobinfo --completed), when libvirt drove it. */
+  libvirtDowntimeMs?: number | null;
+  libvirtElapsedMs?: number | null;
 }
+
+/** QMP event timestamps are microseconds; QEMU's downtime is whole milliseconds, rounded down. */
+const EVENT_RESOLUTION_MS = 0.001;
 
 /** QEMU reports whole milliseconds. */
 const QEMU_MS = 1;
 
 export function crossCheck(v: Views): string[] {
   const flags: string[] = [];
+  if (v.completed && v.qemuTotalMs === 0) flags.push("QEMU's total time is 0 ms for a completed migration: a figure read before QEMU computed it");
+  if (v.completed && v.qemuDowntimeMs === 0 && (v.qemuEventDowntimeMs ?? 0) >= 1)
+    flags.push(`QEMU's downtime is 0 ms but its own STOP and RESUME events are ${v.qemuEventDowntimeMs!.toFixed(3)} ms apart`);
+  // The events bracket QEMU's downtime (STOP before it starts counting, RESUME after the destination loaded the device state).
+  if (v.qemuEventDowntimeMs != null && v.qemuDowntimeMs !== null && v.qemuEventDowntimeMs < v.qemuDowntimeMs - QEMU_MS - EVENT_RESOLUTION_MS)
+    flags.push(`QEMU's STOP and RESUME events are ${v.qemuEventDowntimeMs.toFixed(3)} ms apart, less than the ${v.qemuDowntimeMs} ms downtime QEMU reports`);
+  if (v.libvirtDowntimeMs != null && v.qemuDowntimeMs !== null && v.libvirtDowntimeMs + QEMU_MS < v.qemuDowntimeMs - QEMU_MS)
+    flags.push(`libvirt says the downtime was ${v.libvirtDowntimeMs} ms, less than QEMU's ${v.qemuDowntimeMs} ms`);
+  if (v.libvirtElapsedMs != null && v.qemuTotalMs !== null && v.libvirtElapsedMs + QEMU_MS < v.qemuTotalMs)
+    flags.push(`libvirt's job took ${v.libvirtElapsedMs} ms, less than QEMU's total time ${v.qemuTotalMs} ms`);
   if (v.networkGapMs !== null && v.qemuDowntimeMs !== null && v.networkGapMs < v.qemuDowntimeMs - QEMU_MS)
     flags.push(`network gap ${v.networkGapMs.toFixed(1)} ms is shorter than QEMU's downtime ${v.qemuDowntimeMs} ms: the guest answered while QEMU says it was stopped`);
   if (v.guestPauseMs !== null && v.networkGapMs !== null) {

@@ -1,4 +1,4 @@
-import type { MigrationMarks } from '../migrate/driver.ts';
+import type { MigrationMarks } from '../migrate/types.ts';
 
 export interface Phases {
   /** QEMU's own setup time of the RAM migration. */

@@ -6,9 +6,11 @@
  * same clock as Date.now()), kept in integer microseconds so gaps are exact.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { execa, type ResultPromise } from 'execa';
 import { MigralabError } from '../errors.ts';
+import { LocalNode } from '../exec/local.ts';
+import type { NodeTransport, StreamingProcess } from '../exec/transport.ts';
 import { median } from './stats.ts';
+import { gapsBetween, largestGap } from './gaps.ts';
 
 /** `[1732700000.123456] 64 bytes from 10.1.2.3: icmp_seq=5 ttl=64 time=0.123 ms` */
 export interface PingReply {
@@ -247,25 +249,18 @@ export function summarize(replies: readonly TimedReply[], opts: SummarizeOptions
   if (ws !== undefined && !points.some((p) => p <= ws)) points.unshift(ws);
   if (we !== undefined && !points.some((p) => p >= we)) points.push(we);
 
-  const replyUs = unique.map((r) => usOf(r)).sort((a, b) => a - b);
-  const medianGapMs = median(replyUs.slice(1).map((b, i) => (b - (replyUs[i] as number)) / 1000));
+  const medianGapMs = median(gapsBetween(unique.map((r) => usOf(r))).map((g) => g.ms / 1000));
 
-  let best: { a: number; b: number } | undefined;
-  for (let i = 1; i < points.length; i++) {
-    const a = points[i - 1] as number;
-    const b = points[i] as number;
-    if (ws !== undefined && b < ws) continue;
-    if (we !== undefined && a > we) continue;
-    if (!best || b - a > best.b - best.a) best = { a, b };
-  }
+  // in microseconds here: a gap counts when it overlaps the window
+  const best = largestGap(points, (g) => !(ws !== undefined && g.endMs < ws) && !(we !== undefined && g.startMs > we));
   return {
     intervalMs: opts.intervalMs,
     sent: opts.sent,
     received,
     lost: opts.sent - received,
-    maxGapMs: best ? (best.b - best.a) / 1000 : undefined,
-    maxGapStartMs: best ? best.a / 1000 : undefined,
-    maxGapEndMs: best ? best.b / 1000 : undefined,
+    maxGapMs: best ? best.ms / 1000 : undefined,
+    maxGapStartMs: best ? best.startMs / 1000 : undefined,
+    maxGapEndMs: best ? best.endMs / 1000 : undefined,
     maxRttMs,
     medianGapMs,
   };
@@ -300,8 +295,9 @@ function dedupe<T extends TimedReply>(replies: readonly T[], intervalMs: number)
 }
 
 export interface PingProbeOptions {
-  /** argv run before `ping`, e.g. `['nsenter', '--net=/run/netns/x', '--']`; may be empty */
-  prefix: string[];
+  /** Where ping runs (the observer); or, on this host, an argv run before `ping`, e.g. `['ip', 'netns', 'exec', 'x']` (may be empty). */
+  transport?: Pick<NodeTransport, 'stream'>;
+  prefix?: string[];
   target: string;
   /** 1 ms and up (below 2 ms needs root) */
   intervalMs: number;
@@ -333,8 +329,21 @@ export interface PingResult {
 const STOP_GRACE_MS = 5000;
 const HEADER_WAIT_MS = 2000;
 const STDERR_KEEP = 16_384;
-/** Output is streamed line by line, not buffered; execa kills ping if we exit first. */
-const EXECA_OPTIONS = { reject: false, buffer: false, stdin: 'ignore', cleanup: true } as const;
+
+/** A transport that runs argv behind a plain prefix on this host (tests, and `ping` without a lab). */
+function prefixTransport(prefix: readonly string[]): Pick<NodeTransport, 'stream'> {
+  const host = new LocalNode('host', '');
+  return { stream: (argv) => host.streamPlain([...prefix, ...argv]) };
+}
+
+/**
+ * The note a result carries when ping kept another interval than asked for: the kernel
+ * rounds `-i` of 10 ms and up to its timer ticks (10 ms became about 16 ms here).
+ */
+export function pingIntervalNote(medianGapMs: number | undefined, askedMs: number): string | undefined {
+  if (medianGapMs === undefined || !(medianGapMs > 1.3 * askedMs)) return undefined;
+  return `ping kept a ${medianGapMs.toFixed(1)} ms interval, not the ${askedMs} ms asked for (the kernel rounds -i of 10 ms and up to its timer ticks; ask for 9 ms or less for a finer grid)`;
+}
 
 /** A running `ping -D -n -O -i interval target`. Dispose it (or `stop()`) to end it. */
 export class PingProbe implements AsyncDisposable {
@@ -342,7 +351,7 @@ export class PingProbe implements AsyncDisposable {
   readonly intervalMs: number;
   readonly argv: string[];
 
-  private readonly proc: ResultPromise<typeof EXECA_OPTIONS>;
+  private readonly proc: StreamingProcess;
   private readonly lines: PingLine[] = [];
   private readonly replyList: PingReply[] = [];
   private stderrText = '';
@@ -356,9 +365,9 @@ export class PingProbe implements AsyncDisposable {
     if (!(opts.intervalMs >= 1)) throw new MigralabError('USAGE', `ping interval must be at least 1 ms, got ${opts.intervalMs}`);
     this.target = opts.target;
     this.intervalMs = opts.intervalMs;
-    this.argv = [...opts.prefix, 'ping', '-D', '-n', '-O', '-i', String(opts.intervalMs / 1000), opts.target];
-    const [file, ...args] = this.argv as [string, ...string[]];
-    this.proc = execa(file, args, EXECA_OPTIONS);
+    const ping = ['ping', '-D', '-n', '-O', '-i', String(opts.intervalMs / 1000), opts.target];
+    this.argv = [...(opts.prefix ?? []), ...ping];
+    this.proc = (opts.transport ?? prefixTransport(opts.prefix ?? [])).stream(ping);
 
     const out = lineReader((l) => this.onStdout(l));
     const err = lineReader((l) => this.onStderr(l));
@@ -368,15 +377,11 @@ export class PingProbe implements AsyncDisposable {
       this.proc.stdout.once('close', () => resolve());
     });
     this.proc.stderr?.on('data', (b: Buffer) => err.push(b));
-    this.exited = this.proc.then(async (r) => {
+    this.exited = this.proc.exited.then(async (r) => {
       await stdoutDone;
       out.end();
       err.end();
-      this.exitInfo = {
-        exitCode: r.exitCode,
-        signal: r.signal,
-        why: r.failed && r.code === 'ENOENT' ? `${file}: program not found` : r.failed && !r.exitCode && !r.signal ? r.shortMessage : undefined,
-      };
+      this.exitInfo = { exitCode: r.exitCode, signal: r.signal, why: r.error };
       this.notify();
     });
   }

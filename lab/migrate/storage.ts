@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Strategy } from '../config/scenario.ts';
 import type { LabPlan, NodePlan } from '../provision/plan.ts';
-import type { LabInfo } from '../provision/local.ts';
+import type { LabInfo } from '../provision/provider.ts';
 import type { DiskSpec } from '../qemu/argv.ts';
 
 /** The two disks of every instance: its data disk and its vfat config drive (both move in block migration). */

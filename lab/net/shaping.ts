@@ -37,7 +37,7 @@
  * root qdisc that someone else configured.
  */
 import { MigralabError } from '../errors.ts';
-import type { NodeTransport } from '../exec/node.ts';
+import type { NodeTransport } from '../exec/transport.ts';
 
 export interface LinkConditions {
   /** Bandwidth cap on each node's egress, bits per second. */
@@ -89,8 +89,6 @@ const MIN_BURST_BYTES = 64 * 1024;
 
 // ---------------------------------------------------------------------------------
 // Pure parts
-
-export { parseRate } from '../config/size.ts';
 
 /**
  * Migration efficiency: the share of the link's capacity the migration used,

@@ -1,7 +1,6 @@
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { NodeTransport } from '../exec/node.ts';
-import { waitFor } from '../exec/run.ts';
+import type { NodeTransport, ProcessHandle } from '../exec/transport.ts';
+import { waitFor } from '../time/wait.ts';
 
 export interface ExportSpec {
   /** Directory exported (addressed by this real path over NFSv3). */
@@ -73,30 +72,30 @@ export async function startGanesha(
   node: NodeTransport,
   spec: ExportSpec,
   dir: string,
-  hooks: { beforeStart(name: string): Promise<unknown>; started(slot: unknown, pid: number): Promise<void> },
+  hooks: { beforeStart(name: string): Promise<unknown>; started(slot: unknown, proc: ProcessHandle): Promise<void> },
 ): Promise<StartedProcess[]> {
   const conf = join(dir, 'ganesha.conf');
-  await writeFile(conf, ganeshaConfig(spec));
+  await node.writeFile(conf, ganeshaConfig(spec));
   await node.run(['mkdir', '-p', '/run/rpcbind', '/run/ganesha', '/var/lib/nfs/ganesha']);
   const out: StartedProcess[] = [];
   if (spec.versions.includes(3)) {
     await node.run(['chown', '_rpc', '/run/rpcbind'], { check: false });
     const slot = await hooks.beforeStart('rpcbind');
-    const pid = node.spawnDetached(['rpcbind', '-f', '-w'], join(dir, 'rpcbind.log'));
-    await hooks.started(slot, pid);
-    out.push({ name: 'rpcbind', pid });
+    // -h: the lab address (rpcbind's UDP side binds there; TCP listens on this namespace's addresses: lo and the lab's)
+    const proc = await node.spawn(['rpcbind', '-f', '-w', '-h', spec.bindAddress], { logFile: join(dir, 'rpcbind.log') });
+    await hooks.started(slot, proc);
+    out.push({ name: 'rpcbind', pid: proc.pid });
     await waitFor('rpcbind to answer', async () => (await node.run(['rpcinfo', '-p', '127.0.0.1'], { check: false })).exitCode === 0, {
       timeoutMs: 5000,
       intervalMs: 20,
     });
   }
   const slot = await hooks.beforeStart('ganesha');
-  const pid = node.spawnDetached(
-    ['ganesha.nfsd', '-F', '-L', join(dir, 'ganesha.log'), '-f', conf, '-p', '/run/ganesha/ganesha.pid', '-N', 'NIV_EVENT'],
-    join(dir, 'ganesha.out'),
-  );
-  await hooks.started(slot, pid);
-  out.push({ name: 'ganesha', pid });
+  const proc = await node.spawn(['ganesha.nfsd', '-F', '-L', join(dir, 'ganesha.log'), '-f', conf, '-p', '/run/ganesha/ganesha.pid', '-N', 'NIV_EVENT'], {
+    logFile: join(dir, 'ganesha.out'),
+  });
+  await hooks.started(slot, proc);
+  out.push({ name: 'ganesha', pid: proc.pid });
   await waitFor(
     `ganesha to listen on ${spec.bindAddress}:2049 (see ${join(dir, 'ganesha.log')})`,
     async () => {

@@ -1,33 +1,27 @@
-import { mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+/**
+ * The local provider: the lab's nodes as network namespaces on this host (plus a mount
+ * and UTS namespace per node), a switch namespace with a bridge, an observer namespace,
+ * ganesha + rpcbind on the controller. Every resource goes into the ledger before it is
+ * created; `down` replays it.
+ */
+import { mkdir, readFile, rm, rmdir, writeFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Topology } from '../config/topology.ts';
 import { MigralabError } from '../errors.ts';
-import { LocalNode, type NodeTransport } from '../exec/node.ts';
+import { LocalNode, LocalProcess } from '../exec/local.ts';
+import type { NodeTransport } from '../exec/transport.ts';
 import { run } from '../exec/run.ts';
-import { terminate } from '../exec/kill.ts';
 import { processAlive, processStartTime } from '../exec/proc.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { startGanesha } from '../nfs/ganesha.ts';
-import { buildGuestImage, type GuestImage } from '../image/build.ts';
+import { buildGuestImage } from '../image/build.ts';
 import { planLab, hostsFile, type LabPlan, type NodePlan } from './plan.ts';
-import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, type Environment } from './environment.ts';
+import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, knownIssues, type Environment } from './environment.ts';
 import { probeAccelerator } from './accel.ts';
+import type { DownReport, LabInfo, LabNode, LabStatus, Progress, Provider, StartedLab } from './provider.ts';
 
-/** What `up` leaves in <labDir>/lab.json for `run`, `status` and `down`. */
-export interface LabInfo {
-  lab: string;
-  topologyFile: string;
-  upAt: string;
-  upMs: number;
-  environment: Environment;
-  image: GuestImage;
-  nfs: { server: string; exportPath: string; version: 3 | 4; client: Environment['nfsClient']; mountPoint?: string };
-  nodes: { name: string; roles: string[]; address: string; netns: string; instancesDir: string }[];
-  observer: { name: string; address: string; netns: string };
-}
-
-export type Progress = (msg: string) => void;
+export type { LabInfo } from './provider.ts';
 
 export const requiredPrograms: Record<string, string> = {
   ip: 'iproute2',
@@ -56,7 +50,7 @@ export async function checkPrerequisites(): Promise<void> {
   if (!existsSync('/usr/lib/x86_64-linux-gnu/qemu/block-nfs.so') && !existsSync('/usr/lib/qemu/block-nfs.so'))
     missing.push("QEMU's nfs block driver (Debian package qemu-block-extra)");
   if (missing.length)
-    throw new MigralabError('PREREQ', `missing programs: ${missing.join(', ')}. Install them with: npm run setup (or apt-get install the packages named)`);
+    throw new MigralabError('PREREQ', `missing programs: ${missing.join(', ')}. Install them with: bash scripts/setup.sh (or apt-get install the packages named)`);
 }
 
 export function nodeTransport(n: NodePlan): LocalNode {
@@ -75,57 +69,189 @@ export async function readLabInfo(plan: LabPlan): Promise<LabInfo | undefined> {
   }
 }
 
-/** Is every namespace and daemon of a lab that says it is up really there? */
-export async function labHealthy(plan: LabPlan): Promise<{ healthy: boolean; problems: string[] }> {
+/** Bytes a node sent on its uplink (interface counters), or null if unreadable. */
+export async function uplinkTxBytes(t: NodeTransport, device = 'uplink'): Promise<number | null> {
+  const r = await t.run(['ip', '-j', '-s', 'link', 'show', 'dev', device], { check: false });
+  try {
+    return (JSON.parse(r.stdout) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes;
+  } catch {
+    return null;
+  }
+}
+
+class LocalLabNode implements LabNode {
+  readonly transport: LocalNode;
+  constructor(readonly plan: NodePlan) {
+    this.transport = nodeTransport(plan);
+  }
+  get name(): string {
+    return this.plan.name;
+  }
+  get address(): string {
+    return this.plan.address;
+  }
+  txBytes(): Promise<number | null> {
+    return uplinkTxBytes(this.transport);
+  }
+}
+
+/** A lab of namespaces on this host that is up. */
+export class LocalLab implements StartedLab {
+  readonly nodes: LocalLabNode[];
+  readonly computes: LocalLabNode[];
+  private readonly obs: LocalNode;
+
+  constructor(
+    readonly plan: LabPlan,
+    readonly info: LabInfo,
+    readonly ledger: Ledger,
+    readonly alreadyUp: boolean,
+  ) {
+    this.nodes = plan.nodes.map((n) => new LocalLabNode(n));
+    this.computes = this.nodes.filter((n) => n.plan.roles.includes('compute'));
+    this.obs = observerTransport(plan);
+  }
+
+  node(name: string): LabNode {
+    const n = this.nodes.find((x) => x.name === name);
+    if (!n) throw new MigralabError('USAGE', `lab ${this.plan.lab} has no node ${name} (nodes: ${this.nodes.map((x) => x.name).join(', ')})`);
+    return n;
+  }
+
+  observer(): NodeTransport {
+    return this.obs;
+  }
+
+  down(progress?: Progress): Promise<DownReport> {
+    return localDown(this.plan, progress);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.alreadyUp) await this.down();
+  }
+}
+
+const isProcess = (r: Resource): r is Extract<Resource, { kind: 'process' }> => r.kind === 'process';
+const isUser = (r: Resource): r is Extract<Resource, { kind: 'user' }> => r.kind === 'user';
+const ownerAlive = (o: { pid: number; startTime: string | undefined } | undefined) =>
+  o !== undefined && processAlive(o.pid) && (o.startTime === undefined || processStartTime(o.pid) === o.startTime);
+
+/**
+ * Is every namespace and daemon of a lab that says it is up really there, and is nothing
+ * left of a run that died (a guest whose run is gone is an orphan, never adopted)?
+ */
+export async function labHealth(plan: LabPlan): Promise<{ healthy: boolean; problems: string[]; orphans: Extract<Resource, { kind: 'process' }>[] }> {
   const data = await Ledger.read(plan.ledgerFile);
   const problems: string[] = [];
-  if (!data) return { healthy: false, problems: ['no ledger'] };
+  const orphans: Extract<Resource, { kind: 'process' }>[] = [];
+  if (!data) return { healthy: false, problems: ['no ledger'], orphans };
   if (data.status !== 'up') problems.push(`ledger status is ${data.status} (an earlier up did not finish)`);
   const netns = new Set((await run(['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]));
   for (const r of data.resources) {
     if (r.kind === 'netns' && !netns.has(r.name)) problems.push(`namespace ${r.name} is missing`);
-    if (r.kind === 'process' && r.node === 'lab' && (r.pid === undefined || processStartTime(r.pid) !== r.startTime))
-      problems.push(`${r.name} is not running`);
+    if (isProcess(r) && r.node === 'lab' && (r.pid === undefined || processStartTime(r.pid) !== r.startTime)) problems.push(`${r.name} is not running`);
+    if (isProcess(r) && r.node !== 'lab' && !ownerAlive(r.owner)) orphans.push(r);
   }
   if (!(await readLabInfo(plan))) problems.push('lab.json is missing');
-  return { healthy: problems.length === 0, problems };
+  return { healthy: problems.length === 0, problems, orphans };
 }
+
+/** PIDs running in the lab's namespaces that the ledger does not list as lab daemons. */
+async function straysIn(plan: LabPlan, resources: readonly Resource[]): Promise<number[]> {
+  const daemons = new Set(resources.filter(isProcess).filter((p) => p.node === 'lab' && p.pid !== undefined).map((p) => p.pid!));
+  const out: number[] = [];
+  for (const ns of resources.filter((r): r is Extract<Resource, { kind: 'netns' }> => r.kind === 'netns')) {
+    const r = await run(['ip', 'netns', 'pids', ns.name], { check: false });
+    if (r.exitCode === 0) out.push(...r.stdout.split('\n').filter(Boolean).map(Number).filter((p) => !daemons.has(p) && p !== process.pid));
+  }
+  return out;
+}
+
+export const localProvider: Provider = {
+  name: 'local',
+  up: localUp,
+  down: localDown,
+  async status(plan: LabPlan): Promise<LabStatus> {
+    const ledger = await Ledger.read(plan.ledgerFile);
+    if (!ledger) return { state: 'down', problems: [], info: undefined };
+    const h = await labHealth(plan);
+    return { state: h.healthy ? 'up' : 'broken', problems: h.problems, info: await readLabInfo(plan) };
+  },
+};
 
 /**
  * Raises the lab: namespaces, bridges, veths, per-node mount/UTS namespaces and
  * /etc/hosts, the NFS server, the guest image. Idempotent: a healthy lab is left as
- * it is; leftovers of a broken one are removed first.
+ * it is (orphaned guests of a run that died are removed); leftovers of a broken one
+ * are removed first.
  */
-export async function up(topology: Topology, topologyFile: string, progress: Progress = () => {}): Promise<{ info: LabInfo; alreadyUp: boolean }> {
+async function localUp(topology: Topology, topologyFile: string, progress: Progress = () => {}, signal?: AbortSignal): Promise<LocalLab> {
   await checkPrerequisites();
   const plan = planLab(topology);
   const existing = await Ledger.read(plan.ledgerFile);
   if (existing) {
-    const { healthy, problems } = await labHealthy(plan);
+    const { healthy, problems, orphans } = await labHealth(plan);
     const info = await readLabInfo(plan);
-    if (healthy && info) return { info, alreadyUp: true };
+    if (healthy && info) {
+      const ledger = await Ledger.open(plan.ledgerFile, plan.lab);
+      const users = ledger.resources.filter(isUser);
+      if (orphans.length > 0 || users.some((u) => !ownerAlive(u))) await removeOrphans(plan, ledger, orphans, progress);
+      return new LocalLab(plan, info, ledger, true);
+    }
     progress(`lab ${plan.lab} is half up (${problems.join('; ')}): removing what is left`);
-    await down(plan, progress);
+    await localDown(plan, progress);
   }
   const t0 = performance.now();
   const ledger = await Ledger.open(plan.ledgerFile, plan.lab);
   try {
-    const info = await raise(plan, topologyFile, ledger, progress);
+    const info = await raise(plan, topologyFile, ledger, progress, signal);
     info.upMs = performance.now() - t0;
-    await writeFile(plan.infoFile, JSON.stringify(info, null, 2));
+    await writeFile(plan.infoFile, JSON.stringify(info, null, 2), { mode: 0o600 });
     await ledger.setStatus('up');
-    return { info, alreadyUp: false };
+    return new LocalLab(plan, info, ledger, false);
   } catch (e) {
     progress(`up failed: ${(e as Error).message}; removing what was created`);
-    await down(plan, () => {});
+    await localDown(plan, () => {});
     throw e instanceof MigralabError ? e : new MigralabError('LAB', `up failed: ${(e as Error).message}`, { cause: e });
   }
 }
 
-async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progress: Progress): Promise<LabInfo> {
+/** Guests (and anything else) a dead run left in a healthy lab: stopped, forgotten, their files removed. */
+async function removeOrphans(plan: LabPlan, ledger: Ledger, orphans: Extract<Resource, { kind: 'process' }>[], progress: Progress): Promise<void> {
+  const liveUsers = ledger.resources.filter(isUser).filter((u) => ownerAlive(u));
+  const names = orphans.map((o) => `${o.name} on ${o.node}${o.pid ? ` (pid ${o.pid})` : ''}`);
+  for (const o of orphans) if (o.pid !== undefined) await new LocalProcess(o.pid, o.startTime).signal('SIGKILL');
+  // A process whose PID never reached the ledger is found in the namespaces, when no live run owns them.
+  const strays = liveUsers.length === 0 ? await straysIn(plan, ledger.resources) : [];
+  for (const pid of strays) await new LocalProcess(pid).signal('SIGKILL');
+  await waitGone([...orphans.filter((o) => o.pid !== undefined).map((o) => new LocalProcess(o.pid!, o.startTime)), ...strays.map((p) => new LocalProcess(p))], 5000);
+  await ledger.forget((r) => orphans.includes(r as Extract<Resource, { kind: 'process' }>) || (isUser(r) && !ownerAlive(r)));
+  if (liveUsers.length === 0)
+    for (const n of plan.nodes) {
+      await rm(join(n.dir, 'run'), { recursive: true, force: true });
+      await rm(join(n.dir, 'local'), { recursive: true, force: true });
+      for (const e of await readdir(n.instancesDir).catch(() => [])) if (!e.startsWith('.')) await rm(join(n.instancesDir, e), { recursive: true, force: true });
+    }
+  if (names.length || strays.length) progress(`lab ${plan.lab}: removed what a run that died left behind: ${[...names, ...strays.map((p) => `pid ${p}`)].join(', ')}`);
+}
+
+async function waitGone(procs: LocalProcess[], timeoutMs: number): Promise<LocalProcess[]> {
+  const end = performance.now() + timeoutMs;
+  let left = procs.filter((p) => p.aliveNow());
+  while (left.length && performance.now() < end) {
+    await new Promise((r) => setTimeout(r, 10));
+    left = left.filter((p) => p.aliveNow());
+  }
+  return left;
+}
+
+async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progress: Progress, signal?: AbortSignal): Promise<LabInfo> {
+  const interrupted = () => {
+    if (signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted while the lab came up');
+  };
   const mkdirs = async (path: string) => {
     await ledger.record({ kind: 'dir', path });
-    await mkdir(path, { recursive: true });
+    await mkdir(path, { recursive: true, mode: 0o700 });
   };
   const addNetns = async (name: string) => {
     await ledger.record({ kind: 'netns', name });
@@ -143,7 +269,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
 
   await mkdirs(plan.labDir);
   // the node's own directory too: a topology may put its instances directory elsewhere
-  for (const n of plan.nodes) for (const d of [n.dir, n.instancesDir]) await mkdir(d, { recursive: true });
+  for (const n of plan.nodes) for (const d of [n.dir, n.instancesDir]) await mkdir(d, { recursive: true, mode: 0o700 });
 
   progress('network: namespaces, switch bridge, uplinks');
   await addNetns(plan.switchNetns);
@@ -170,6 +296,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   await run(['mount', '--make-private', plan.nsDir]);
 
   for (const n of plan.nodes) {
+    interrupted();
     await addNetns(n.netns);
     await attach(n.netns, n.switchPort, 'uplink');
     const ns = (...a: string[]) => run(['ip', '-n', n.netns, ...a]);
@@ -179,10 +306,10 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     await ns('link', 'set', 'br0', 'up');
     await ns('link', 'set', 'lo', 'up');
 
-    await writeFile(n.hostsFile, hostsFile(plan, n.name));
+    await writeFile(n.hostsFile, hostsFile(plan, n.name), { mode: 0o644 });
     for (const f of [n.mountNsFile, n.utsNsFile]) {
       await ledger.record({ kind: 'mount', target: f });
-      await writeFile(f, '');
+      await writeFile(f, '', { mode: 0o600 });
     }
     await run(['unshare', `--mount=${n.mountNsFile}`, `--uts=${n.utsNsFile}`, '--propagation', 'private', 'true']);
     const node = nodeTransport(n);
@@ -195,12 +322,12 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     await node.run(['mount', '-t', 'sysfs', 'sysfs', '/sys']);
   }
 
+  interrupted();
   progress(`nfs: ganesha on ${plan.nfsServer.name} exporting ${plan.nfsServer.instancesDir} to ${plan.cidr}`);
   const server = nodeTransport(plan.nfsServer);
-  const versions: (3 | 4)[] = plan.nfsVersion === 3 ? [3, 4] : [4];
-  await startGanesha(server, { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions }, plan.nfsServer.dir, {
+  await startGanesha(server, { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions: [plan.nfsVersion] }, plan.nfsServer.dir, {
     beforeStart: (name) => ledger.record({ kind: 'process', name, node: 'lab' }),
-    started: (entry, pid) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid, startTime: processStartTime(pid) }),
+    started: (entry, proc) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid: proc.pid, startTime: proc.startTime }),
   });
 
   const nfs = await detectNfsClient();
@@ -222,16 +349,20 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   const image = await imageP;
   progress(`image: ${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)} (kernel ${image.kernelVersion})`);
   const accel = await probeAccelerator(image, kvmModuleLoaded());
+  const qemu = await qemuVersion();
 
   return {
     lab: plan.lab,
+    provider: 'local',
     topologyFile,
     upAt: new Date().toISOString(),
     upMs: 0,
     environment: {
+      provider: 'local',
       accelerator: accel.accelerator,
       acceleratorReason: accel.reason,
-      qemuVersion: await qemuVersion(),
+      qemuVersion: qemu,
+      knownIssues: knownIssues({ qemuVersion: qemu, accelerator: accel.accelerator }),
       ...hostFacts(),
       nfsServer: 'ganesha',
       nfsClient: nfs.client,
@@ -266,25 +397,34 @@ async function touchTest(node: NodeTransport, c: NodePlan, plan: LabPlan, client
 /**
  * Removes everything the ledger lists, newest first: processes (by recorded PID and
  * start time, then every PID left in our namespaces), mounts, namespaces, directories.
- * Works after the harness was SIGKILLed; tolerant of things already gone.
+ * Returns only once every process of the lab has exited (SIGTERM, SIGKILL after a grace
+ * period, then checked), and says which ones it had to kill. Works after the harness was
+ * SIGKILLed; tolerant of things already gone.
  */
-export async function down(plan: LabPlan, progress: Progress = () => {}): Promise<{ removed: number; wasUp: boolean }> {
+async function localDown(plan: LabPlan, progress: Progress = () => {}): Promise<DownReport> {
   const data = await Ledger.read(plan.ledgerFile);
-  if (!data) {
-    // No ledger: only a directory could be left from a crash before the first record.
-    return { removed: 0, wasUp: false };
-  }
+  if (!data) return { removed: 0, wasUp: false, killed: [] };
   const resources = [...data.resources].reverse();
-  const procs = resources.filter((r): r is Extract<Resource, { kind: 'process' }> => r.kind === 'process');
-  await Promise.all(procs.filter((p) => p.pid !== undefined).map((p) => terminate(p.pid!, { startTime: p.startTime, graceMs: 300 })));
-  const netnsList = resources.filter((r): r is Extract<Resource, { kind: 'netns' }> => r.kind === 'netns');
+  const procs = resources.filter(isProcess).filter((p) => p.pid !== undefined);
+  const handles = procs.map((p) => ({ name: `${p.name}@${p.node} (pid ${p.pid})`, h: new LocalProcess(p.pid!, p.startTime) }));
   // Anything else still running inside our namespaces was started by the lab (a PID not yet recorded).
-  const strays: number[] = [];
-  for (const ns of netnsList) {
-    const r = await run(['ip', 'netns', 'pids', ns.name], { check: false });
-    if (r.exitCode === 0) strays.push(...r.stdout.split('\n').filter(Boolean).map(Number));
+  for (const pid of await straysIn(plan, resources)) if (!handles.some((x) => x.h.pid === pid)) handles.push({ name: `pid ${pid}`, h: new LocalProcess(pid) });
+  const live = handles.filter((x) => x.h.aliveNow());
+  for (const x of live) await x.h.signal('SIGTERM');
+  const stubborn = await waitGone(live.map((x) => x.h), 800);
+  const killed = live.filter((x) => stubborn.includes(x.h)).map((x) => x.name);
+  for (const h of stubborn) await h.signal('SIGKILL');
+  const left = await waitGone(stubborn, 5000);
+  // The namespaces themselves must be empty before they go: check, kill what is still there.
+  for (let i = 0; i < 50; i++) {
+    const more = await straysIn(plan, resources.filter((r) => r.kind === 'netns'));
+    if (more.length === 0 && left.every((h) => !h.aliveNow())) break;
+    for (const pid of more) {
+      killed.push(`pid ${pid}`);
+      await new LocalProcess(pid).signal('SIGKILL');
+    }
+    await new Promise((r) => setTimeout(r, 20));
   }
-  await Promise.all(strays.filter((p) => p !== process.pid && processAlive(p)).map((p) => terminate(p, { graceMs: 300 })));
   let removed = procs.length;
   for (const r of resources) {
     if (r.kind === 'mount') {
@@ -300,6 +440,12 @@ export async function down(plan: LabPlan, progress: Progress = () => {}): Promis
       }
     }
   }
+  // Empty mount points made on the host (libvirt's /var/lib/libvirt, ...): removed once no
+  // other migralab lab is up here (its nodes may mount over the same directories).
+  const others = (await run(['ip', 'netns', 'list'], { check: false })).stdout.split('\n').some((l) => l.startsWith('mlab-'));
+  if (!others)
+    for (const r of resources)
+      if (r.kind === 'mountpoint' && existsSync(r.path) && (await rmdir(r.path).then(() => true, () => false))) removed++;
   await rm(plan.ledgerFile, { force: true });
   await rm(`${plan.ledgerFile}.tmp`, { force: true });
   // The state root is ours too when nothing else is in it.
@@ -308,6 +454,6 @@ export async function down(plan: LabPlan, progress: Progress = () => {}): Promis
   } catch {
     /* not there */
   }
-  progress(`down: removed ${removed} resources of lab ${plan.lab}`);
-  return { removed, wasUp: true };
+  progress(`down: removed ${removed} resources of lab ${plan.lab}${killed.length ? `; had to kill ${killed.join(', ')}` : ''}`);
+  return { removed, wasUp: true, killed };
 }

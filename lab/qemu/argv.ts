@@ -13,6 +13,8 @@ export interface DiskSpec {
 
 export interface GuestLaunch {
   name: string;
+  /** How to start the QEMU build (default `qemu-system-x86_64`): lab/qemu/builds.ts buildArgvPrefix. */
+  qemu?: readonly string[];
   memoryBytes: number;
   accelerator: 'kvm' | 'tcg';
   kernel: string;
@@ -27,6 +29,8 @@ export interface GuestLaunch {
   pidFile: string;
   /** Destination of a migration: wait for `migrate-incoming`. */
   incoming?: boolean;
+  /** Do not run the guest once started (or once the incoming migration is in): `-S`. */
+  paused?: boolean;
 }
 
 export function blockdevJson(d: DiskSpec): string {
@@ -40,7 +44,7 @@ export function blockdevJson(d: DiskSpec): string {
 export function qemuArgv(g: GuestLaunch): string[] {
   const mib = Math.floor(g.memoryBytes / 1024 ** 2);
   const argv = [
-    'qemu-system-x86_64',
+    ...(g.qemu ?? ['qemu-system-x86_64']),
     '-name', `${g.name},debug-threads=on`,
     '-machine', 'pc',
     '-accel', g.accelerator,
@@ -62,6 +66,7 @@ export function qemuArgv(g: GuestLaunch): string[] {
     argv.push('-device', `virtio-blk-pci,drive=${d.nodeName},id=vd${String.fromCharCode(97 + i)},addr=0x${(4 + i).toString(16)}`);
   });
   if (g.incoming) argv.push('-incoming', 'defer');
+  if (g.paused) argv.push('-S');
   argv.push('-pidfile', g.pidFile, '-daemonize');
   return argv;
 }

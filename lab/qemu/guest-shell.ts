@@ -9,7 +9,8 @@
  * echo of the command can never be mistaken for its result.
  */
 import { randomBytes } from 'node:crypto';
-import { createConnection, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connectUnix } from '../exec/local.ts';
 import { MigralabError } from '../errors.ts';
 import { ERROR_MARKER, READY_MARKER, STATUS_PATH } from '../image/init.ts';
 
@@ -64,7 +65,7 @@ export class GuestShell implements AsyncDisposable {
   private bootStatus: GuestStatus | undefined;
 
   private constructor(
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     readonly socketPath: string,
   ) {
     socket.setEncoding('utf8');
@@ -74,23 +75,18 @@ export class GuestShell implements AsyncDisposable {
   }
 
   /** Connects to QEMU's chardev socket, retrying while QEMU has not created it yet. */
-  static async connect(socketPath: string, opts: { timeoutMs?: number } = {}): Promise<GuestShell> {
+  static async connect(socketPath: string, opts: { timeoutMs?: number; open?: () => Promise<Duplex>; signal?: AbortSignal } = {}): Promise<GuestShell> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
+    const open = opts.open ?? (() => connectUnix(socketPath));
     for (;;) {
+      if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while connecting to ${socketPath}`);
       try {
-        const socket = await new Promise<Socket>((resolve, reject) => {
-          const s = createConnection({ path: socketPath });
-          s.once('connect', () => {
-            s.off('error', reject);
-            resolve(s);
-          });
-          s.once('error', reject);
-        });
-        return new GuestShell(socket, socketPath);
+        return new GuestShell(await open(), socketPath);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) {
+        const retriable = code === 'ENOENT' || code === 'ECONNREFUSED' || /no such file|connection refused/i.test((e as Error).message);
+        if (!retriable || Date.now() > deadline) {
           throw new MigralabError('LAB', `cannot connect to the guest control socket ${socketPath}: ${(e as Error).message}`, { cause: e });
         }
         await new Promise((r) => setTimeout(r, 50));
@@ -218,7 +214,7 @@ export class GuestShell implements AsyncDisposable {
    * (probed every probeIntervalMs; probes sent before the shell exists are drained by the
    * guest's init). Resolves with the guest's name; an ERROR line rejects with the reasons.
    */
-  async waitReady(opts: { timeoutMs?: number; probeIntervalMs?: number } = {}): Promise<string> {
+  async waitReady(opts: { timeoutMs?: number; probeIntervalMs?: number; signal?: AbortSignal } = {}): Promise<string> {
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const probeIntervalMs = opts.probeIntervalMs ?? 3_000;
     const deadline = Date.now() + timeoutMs;
@@ -228,11 +224,14 @@ export class GuestShell implements AsyncDisposable {
     };
     for (;;) {
       if (this.bootStatus) return settle(this.bootStatus);
+      if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while waiting for the guest on ${this.socketPath}`);
       if (this.closedWhy !== undefined) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready: ${this.closedWhy}`);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready after ${timeoutMs} ms`);
       const slice = Math.min(probeIntervalMs, remaining);
       const abort = new AbortController();
+      const onAbort = () => abort.abort();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
       const seen = this.waitUntil(() => this.bootStatus, slice, 'guest ready', abort.signal);
       const probed = this.exec(`cat ${STATUS_PATH}`, { timeoutMs: slice, signal: abort.signal }).then((r) =>
         r.status === 0 ? parseStatusLine(r.output.trim()) : undefined,
@@ -240,6 +239,7 @@ export class GuestShell implements AsyncDisposable {
       // Whichever answers first wins; the other is aborted so no stale probe blocks the queue.
       const st = await Promise.any([seen, probed.then((v) => v ?? Promise.reject(new Error('no status')))]).catch(() => undefined);
       abort.abort();
+      opts.signal?.removeEventListener('abort', onAbort);
       await Promise.allSettled([seen, probed]);
       if (st) this.bootStatus ??= st;
     }
@@ -256,12 +256,15 @@ export class GuestShell implements AsyncDisposable {
 }
 
 /** Connects to the control socket and waits for the guest's init to report READY. */
-export async function waitForGuestReady(socketPath: string, opts: { timeoutMs?: number } = {}): Promise<GuestShell> {
+export async function waitForGuestReady(
+  socketPath: string,
+  opts: { timeoutMs?: number; open?: () => Promise<Duplex>; signal?: AbortSignal } = {},
+): Promise<GuestShell> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const deadline = Date.now() + timeoutMs;
-  const shell = await GuestShell.connect(socketPath, { timeoutMs });
+  const shell = await GuestShell.connect(socketPath, { timeoutMs, open: opts.open, signal: opts.signal });
   try {
-    await shell.waitReady({ timeoutMs: Math.max(1, deadline - Date.now()) });
+    await shell.waitReady({ timeoutMs: Math.max(1, deadline - Date.now()), signal: opts.signal });
     return shell;
   } catch (e) {
     shell.close();

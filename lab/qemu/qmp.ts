@@ -6,8 +6,9 @@
  * STOP, then `{"return": {}}`), so "execute, then wait for the event" misses it unless
  * the wait looks back: take `eventCursor()` before executing and pass it as `since`.
  */
-import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { MigralabError } from '../errors.ts';
+import { connectUnix } from '../exec/local.ts';
 
 /** QEMU's QMP error reply, with the command that got it. */
 export class QmpError extends MigralabError {
@@ -160,7 +161,12 @@ export interface QmpConnectOptions {
   timeoutMs?: number;
   /** Keep retrying while the socket does not exist yet / refuses, for this long. Default 0. */
   retryUntilMs?: number;
+  /** Default reply deadline of `execute` (default 10 s); long commands pass their own. */
+  commandTimeoutMs?: number;
 }
+
+/** Opens a stream to the QMP socket: a local path, or any transport's `connect` (ssh2 streamlocal). */
+export type SocketOpener = () => Promise<Duplex>;
 
 /** An opaque position in the event stream, from `eventCursor()`. */
 export type QmpEventCursor = number & { readonly __qmpEventCursor: unique symbol };
@@ -192,7 +198,8 @@ export class QmpClient implements AsyncDisposable {
   /** Resolves when the socket closes (QEMU exited, or `close()`); never rejects. */
   readonly closed: Promise<void>;
 
-  private readonly socket: net.Socket;
+  private readonly socket: Duplex;
+  private readonly defaultTimeoutMs: number;
   private buffer = '';
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -205,9 +212,10 @@ export class QmpClient implements AsyncDisposable {
   private isClosed = false;
   private closeReason: string | undefined;
 
-  private constructor(socketPath: string, socket: net.Socket) {
+  private constructor(socketPath: string, socket: Duplex, defaultTimeoutMs = DEFAULT_TIMEOUT_MS) {
     this.socketPath = socketPath;
     this.socket = socket;
+    this.defaultTimeoutMs = defaultTimeoutMs;
     socket.setEncoding('utf8');
     this.closed = new Promise<void>((resolve) => {
       socket.once('close', () => {
@@ -222,11 +230,11 @@ export class QmpClient implements AsyncDisposable {
   }
 
   /** Connects, reads the greeting and negotiates capabilities. */
-  static async connect(socketPath: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
+  static async connect(socketPath: string, opts: QmpConnectOptions & { open?: SocketOpener } = {}): Promise<QmpClient> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const retryDeadline = Date.now() + (opts.retryUntilMs ?? 0);
-    const socket = await openSocket(socketPath, retryDeadline);
-    const client = new QmpClient(socketPath, socket);
+    const socket = await openSocket(socketPath, retryDeadline, opts.open ?? (() => connectUnix(socketPath)));
+    const client = new QmpClient(socketPath, socket, opts.commandTimeoutMs);
     try {
       client.greeting = await client.readGreeting(timeoutMs);
       await client.execute('qmp_capabilities', undefined, { timeoutMs });
@@ -250,7 +258,7 @@ export class QmpClient implements AsyncDisposable {
       return Promise.reject(new MigralabError('LAB', `QMP ${command}: connection to ${this.socketPath} is closed`));
     }
     const id = this.nextId++;
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     return new Promise<T>((resolve, reject) => {
       const entry: Pending = {
         command,
@@ -281,6 +289,11 @@ export class QmpClient implements AsyncDisposable {
   /** Position after the last event received so far; pass it to `waitForEvent` as `since`. */
   eventCursor(): QmpEventCursor {
     return (this.historyBase + this.history.length) as QmpEventCursor;
+  }
+
+  /** Events received after `cursor`, oldest first (as far back as the history reaches). */
+  eventsSince(cursor: QmpEventCursor): QmpEvent[] {
+    return this.history.slice(Math.max(0, cursor - this.historyBase));
   }
 
   /**
@@ -443,30 +456,13 @@ export class QmpClient implements AsyncDisposable {
   }
 }
 
-function tryConnect(path: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(path);
-    const onError = (e: Error) => {
-      s.destroy();
-      reject(e);
-    };
-    s.once('error', onError);
-    s.once('connect', () => {
-      s.off('error', onError);
-      // keep errors handled until the client attaches its own listener
-      s.on('error', () => {});
-      resolve(s);
-    });
-  });
-}
-
-async function openSocket(path: string, retryDeadline: number): Promise<net.Socket> {
+async function openSocket(path: string, retryDeadline: number, open: SocketOpener): Promise<Duplex> {
   for (;;) {
     try {
-      return await tryConnect(path);
+      return await open();
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      const retriable = code === 'ENOENT' || code === 'ECONNREFUSED';
+      const retriable = code === 'ENOENT' || code === 'ECONNREFUSED' || /no such file|connection refused/i.test((e as Error).message);
       if (!retriable || Date.now() >= retryDeadline) {
         throw new MigralabError('LAB', `QMP: cannot connect to ${path}: ${(e as Error).message}`, { cause: e });
       }

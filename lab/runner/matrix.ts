@@ -1,4 +1,4 @@
-import type { Scenario, Strategy } from '../config/scenario.ts';
+import type { DriverName, Scenario, Strategy } from '../config/scenario.ts';
 import { leaves, withValue, type AxisPath, type Settings } from '../config/settings.ts';
 
 /** One cell of a scenario's matrix: a strategy and one value of every axis. */
@@ -8,28 +8,33 @@ export interface Cell {
   /** The same without the strategy: cells that differ only by strategy share it. */
   group: string;
   strategy: Strategy;
-  /** The axis values as written in the scenario. */
+  driver: DriverName;
+  /** The axis values as written in the scenario (and `driver` when a scenario has several). */
   params: Partial<Record<AxisPath, unknown>>;
   settings: Settings;
 }
 
 function baseSettings(s: Scenario): Settings {
-  return { link: s.link, workload: s.workload, tunables: s.tunables, mirror: s.mirror };
+  return { link: s.link, workload: s.workload, tunables: s.tunables, mirror: s.mirror, hypervisor: s.hypervisor, verify: s.verify };
 }
 
-/** Every combination of axis values (declaration order, last axis fastest) x every strategy. */
+/** Every combination of drivers and axis values (declaration order, last axis fastest) x every strategy. */
 export function expandCells(s: Scenario): Cell[] {
   let combos: { params: Partial<Record<AxisPath, unknown>>; settings: Settings }[] = [{ params: {}, settings: baseSettings(s) }];
   for (const [path, values] of Object.entries(s.axes) as [AxisPath, unknown[]][]) {
     combos = combos.flatMap((c) => values.map((v) => ({ params: { ...c.params, [path]: v }, settings: withValue(c.settings, path, leaves[path].parse(v)) })));
   }
-  return combos.flatMap((c) =>
-    s.strategies.map((strategy) => {
-      const group = Object.entries(c.params)
-        .map(([k, v]) => `${k}=${String(v)}`)
-        .join(', ');
-      return { label: group ? `${strategy}, ${group}` : strategy, group, strategy, params: c.params, settings: c.settings };
-    }),
+  const manyDrivers = s.drivers.length > 1 || s.drivers[0] !== 'qemu';
+  return s.drivers.flatMap((driver) =>
+    combos.flatMap((c) =>
+      s.strategies.map((strategy) => {
+        const params: Record<string, unknown> = manyDrivers ? { driver, ...c.params } : c.params;
+        const group = Object.entries(params)
+          .map(([k, v]) => `${k}=${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`)
+          .join(', ');
+        return { label: group ? `${strategy}, ${group}` : strategy, group, strategy, driver, params: params as Cell['params'], settings: c.settings };
+      }),
+    ),
   );
 }
 

@@ -4,9 +4,23 @@ import { dirname } from 'node:path';
 /** Everything the lab creates, written here before it is created so `down` can undo it after a crash. */
 export type Resource =
   | { kind: 'dir'; path: string }
+  /** An empty directory made on the host only to mount over inside a node (removed when empty, never recursively). */
+  | { kind: 'mountpoint'; path: string }
   | { kind: 'netns'; name: string }
   | { kind: 'mount'; target: string }
-  | { kind: 'process'; name: string; node: string; pid?: number; startTime?: string };
+  /**
+   * A process: a lab daemon (node 'lab': rpcbind, ganesha, libvirtd, sshd) lives as long as
+   * the lab; anything else (a guest's QEMU) belongs to the run that started it (`owner`).
+   */
+  | { kind: 'process'; name: string; node: string; pid?: number; startTime?: string; owner?: Owner }
+  /** A migralab process using the lab (a run): while it lives, its guests are not orphans. */
+  | { kind: 'user'; pid: number; startTime: string | undefined; what: string };
+
+/** The migralab process that created a resource. */
+export interface Owner {
+  pid: number;
+  startTime: string | undefined;
+}
 
 export interface LedgerData {
   lab: string;
@@ -84,9 +98,9 @@ export class Ledger {
   private persist(): Promise<void> {
     const snapshot = JSON.stringify(this.data, null, 2);
     this.chain = this.chain.then(async () => {
-      await mkdir(dirname(this.file), { recursive: true });
+      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
       const tmp = `${this.file}.tmp`;
-      await writeFile(tmp, snapshot);
+      await writeFile(tmp, snapshot, { mode: 0o600 });
       await rename(tmp, this.file);
     });
     return this.chain;

@@ -53,7 +53,7 @@ describe('block vs shared migration, end to end', () => {
   it('every migration verified: on the destination, source gone, answers ping, data intact', () => {
     for (const i of results.iterations) {
       expect(i.ok, `${i.strategy} #${i.repetition}: ${i.error}`).toBe(true);
-      expect(i.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, answersPing: true });
+      expect(i.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, ramIntact: true, answersPing: true });
       expect(i.guestOn).toEqual({ node: i.destination, status: 'running' });
     }
   });

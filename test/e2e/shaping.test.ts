@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LocalNode } from '../../lab/exec/node.ts';
+import { LocalNode } from '../../lab/exec/local.ts';
 import { run } from '../../lab/exec/run.ts';
 import { terminate } from '../../lab/exec/kill.ts';
 import { MigralabError } from '../../lab/errors.ts';

@@ -4,13 +4,31 @@
  *
  *   mlload [-o STATUS_FILE] mem  RATE_MIBS WORKING_SET_MIB
  *   mlload [-o STATUS_FILE] disk RATE_MIBS DEVICE OFFSET_MIB SIZE_MIB
+ *   mlload ramcheck FILE NEXT_PAGE GENERATION     check a saved working set (tests)
  *
- * mem:  maps WORKING_SET_MIB of anonymous memory and fills every page (so all of it is
- *       resident and none of it is a zero page), then stores an 8-byte counter into one
- *       4 KiB page after the other, cyclically over the working set, so that RATE_MIBS
- *       MiB of pages get dirtied per second.
+ * mem:  maps WORKING_SET_MIB of anonymous memory and writes a pattern into every page
+ *       (so all of it is resident and none of it is a zero page), then rewrites one 4 KiB
+ *       page after the other, cyclically over the working set, so that RATE_MIBS MiB of
+ *       pages get dirtied per second. The pattern makes a lost write visible, the way
+ *       QEMU's own migration test does (tests/qtest/migration-test.c check_guests_ram:
+ *       pages written in strict order, so at any moment every page holds the current
+ *       pass except those not yet reached in it, which hold the pass before):
+ *         word 0          PAGE_MAGIC ^ page index
+ *         word 1          generation (the pass over the working set, 32 bits, wraps)
+ *         word 511 (end)  a mix of index and generation, stored last
+ *       On SIGTERM/SIGINT the writer stops and checks every page against what it must
+ *       hold: generation G (the current pass) below the next page to write, G - 1 from
+ *       there on, index and end word matching. A page that holds an older generation is
+ *       a lost write (the page was dirtied but its new content never reached this
+ *       memory); a wrong index or end word is corruption. The final status line carries
+ *       ramPagesChecked ramPagesBad and the first bad page (ramFirstBadIndex,
+ *       ramFirstBadExpected, ramFirstBadFound: generations; ramFirstBadKind stale|corrupt;
+ *       -1 and none when every page is right).
  * disk: opens DEVICE with O_DIRECT and writes pseudo-random 4 KiB-aligned blocks
  *       cyclically over [OFFSET_MIB, OFFSET_MIB + SIZE_MIB) at RATE_MIBS MiB/s.
+ * ramcheck: reads FILE as a working set (whole pages) and checks it as mem's stop does,
+ *       for a writer whose next page was NEXT_PAGE in pass GENERATION; prints the ram*
+ *       fields on one line, exit 0 when intact, 1 when not.
  *
  * Pacing: every STEP_NS (10 ms) of CLOCK_MONOTONIC the program catches up with
  * rate x elapsed. A backlog longer than MAX_BACKLOG_S (a stall: the vCPU did not run,
@@ -22,7 +40,8 @@
  * load starts (state=running, after the working set is populated), every second, on
  * SIGUSR1, and on SIGTERM/SIGINT (state=final) just before exiting with status 0.
  * Fields: state pid mode targetMiBs bytes seconds rateMiBs backlogDrops droppedBytes,
- * plus workingSetBytes (mem) or device offsetBytes sizeBytes (disk).
+ * plus workingSetBytes and, in the final line, the ram* check (mem) or device
+ * offsetBytes sizeBytes (disk).
  * Exit status: 0 after a signal, 2 on bad usage, 1 on a runtime error (message on stderr).
  */
 #define _GNU_SOURCE
@@ -39,6 +58,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "ramcheck.h"
 
 #define PAGE 4096ULL
 #define MIB (1024ULL * 1024ULL)
@@ -61,7 +81,8 @@ static void sleep_until(int64_t t) {
 static void usage(void) {
   fprintf(stderr,
           "usage: mlload [-o STATUS_FILE] mem RATE_MIBS WORKING_SET_MIB\n"
-          "       mlload [-o STATUS_FILE] disk RATE_MIBS DEVICE OFFSET_MIB SIZE_MIB\n");
+          "       mlload [-o STATUS_FILE] disk RATE_MIBS DEVICE OFFSET_MIB SIZE_MIB\n"
+          "       mlload ramcheck FILE NEXT_PAGE GENERATION\n");
   exit(2);
 }
 
@@ -84,13 +105,15 @@ struct load {
   uint64_t backlog_drops;
   uint64_t dropped_bytes;
   int64_t start_ns;
-  char extra[512];
+  char extra[768];
+  /* called once the writer stopped, before the final status line (mem: the ram check) */
+  void (*before_final)(struct load *l);
 };
 
 static void write_status(const struct load *l, const char *state) {
   double seconds = (double)(now_ns() - l->start_ns) / 1e9;
   double rate = seconds > 0 ? (double)l->bytes / (double)MIB / seconds : 0;
-  char line[1024];
+  char line[1536];
   int n = snprintf(line, sizeof line,
                    "state=%s pid=%ld mode=%s targetMiBs=%.6f bytes=%llu seconds=%.6f rateMiBs=%.6f "
                    "backlogDrops=%llu droppedBytes=%llu %s\n",
@@ -145,6 +168,7 @@ static int run_paced(struct load *l, work_fn work, void *ctx, uint64_t granule) 
     sleep_until(next_step);
     next_step += STEP_NS;
   }
+  if (l->before_final) l->before_final(l);
   write_status(l, "final");
   return 0;
 }
@@ -155,17 +179,28 @@ struct mem_ctx {
   unsigned char *base;
   uint64_t pages;
   uint64_t next_page;
-  uint64_t seq;
+  uint32_t generation; /* the pass being written: pages below next_page hold it */
 };
 
 static int64_t mem_work(void *p, uint64_t max_bytes) {
   struct mem_ctx *m = p;
   uint64_t n = max_bytes / PAGE;
   for (uint64_t i = 0; i < n; i++) {
-    *(volatile uint64_t *)(m->base + m->next_page * PAGE) = ++m->seq;
-    if (++m->next_page == m->pages) m->next_page = 0;
+    ram_page_write(m->base + m->next_page * PAGE, m->next_page, m->generation);
+    if (++m->next_page == m->pages) {
+      m->next_page = 0;
+      m->generation++;
+    }
   }
   return (int64_t)(n * PAGE);
+}
+
+static struct mem_ctx *mem_for_check;
+
+static void mem_check_fields(struct load *l) {
+  struct ram_check c = ram_check(mem_for_check->base, mem_for_check->pages, mem_for_check->next_page, mem_for_check->generation);
+  size_t used = strlen(l->extra);
+  ram_check_fields(&c, l->extra + used, sizeof l->extra - used);
 }
 
 static int run_mem(struct load *l, double working_set_mib) {
@@ -179,16 +214,51 @@ static int run_mem(struct load *l, double working_set_mib) {
     fprintf(stderr, "mlload: mmap %llu bytes: %s\n", (unsigned long long)(pages * PAGE), strerror(errno));
     return 1;
   }
-  for (uint64_t i = 0; i < pages; i++) {
-    memset(base + i * PAGE, 0x5a, PAGE);
-    /* a page number at offset 8 keeps pages distinct; the counter stored at offset 0 later
-       must differ from what is there now (0x5a...), or a content-based dirty measurement
-       (QEMU's calc-dirty-rate page-sampling) would see an unchanged page */
-    *(uint64_t *)(base + i * PAGE + 8) = i + 1;
-  }
-  struct mem_ctx m = {.base = base, .pages = pages};
+  /* every byte written once, so nothing is a zero page; then pass 0 of the pattern, so the
+     first pass (generation 1) changes every page (a content-based dirty measurement such as
+     QEMU's calc-dirty-rate page-sampling sees each write) */
+  memset(base, 0x5a, pages * PAGE);
+  for (uint64_t i = 0; i < pages; i++) ram_page_write(base + i * PAGE, i, 0);
+  struct mem_ctx m = {.base = base, .pages = pages, .next_page = 0, .generation = 1};
+  mem_for_check = &m;
+  l->before_final = mem_check_fields;
   snprintf(l->extra, sizeof l->extra, "workingSetBytes=%llu", (unsigned long long)(pages * PAGE));
   return run_paced(l, mem_work, &m, PAGE);
+}
+
+/* ---- ramcheck (a saved working set) ---- */
+
+static int run_ramcheck(const char *file, const char *next_s, const char *gen_s) {
+  FILE *f = fopen(file, "rb");
+  if (!f) {
+    fprintf(stderr, "mlload: %s: %s\n", file, strerror(errno));
+    return 2;
+  }
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  if (size <= 0 || size % (long)PAGE) {
+    fprintf(stderr, "mlload: %s: not a whole number of 4 KiB pages\n", file);
+    return 2;
+  }
+  unsigned char *buf = malloc((size_t)size);
+  if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    fprintf(stderr, "mlload: %s: read failed\n", file);
+    return 2;
+  }
+  fclose(f);
+  uint64_t pages = (uint64_t)size / PAGE;
+  uint64_t next = (uint64_t)parse_positive("next page", next_s, 1);
+  uint64_t gen = (uint64_t)parse_positive("generation", gen_s, 1);
+  if (next >= pages || gen > 0xffffffffULL) {
+    fprintf(stderr, "mlload: next page must be below %llu and the generation a 32-bit number\n", (unsigned long long)pages);
+    return 2;
+  }
+  struct ram_check c = ram_check(buf, pages, next, (uint32_t)gen);
+  char line[512];
+  ram_check_fields(&c, line, sizeof line);
+  printf("%s\n", line + 1); /* without the leading space */
+  return c.bad == 0 ? 0 : 1;
 }
 
 /* ---- disk ---- */
@@ -290,6 +360,7 @@ int main(int argc, char **argv) {
     l.target_mibs = parse_positive("rate", argv[1], 0);
     return run_mem(&l, parse_positive("working set", argv[2], 0));
   }
+  if (strcmp(argv[0], "ramcheck") == 0 && argc == 4) return run_ramcheck(argv[1], argv[2], argv[3]);
   if (strcmp(argv[0], "disk") == 0 && argc == 5) {
     l.target_mibs = parse_positive("rate", argv[1], 0);
     return run_disk(&l, argv[2], parse_positive("offset", argv[3], 1), parse_positive("size", argv[4], 0));

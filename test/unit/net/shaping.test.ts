@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
+import { parseRate } from '../../../lab/config/size.ts';
 import {
-  parseRate,
   efficiency,
   burstBytes,
   netemLimit,

@@ -1,8 +1,10 @@
 import { describe, it, expect } from 'vitest';
 import { plan, expandCells } from '../../../lab/runner/matrix.ts';
+import { buildsOf, knownIssueRefusals } from '../../../lab/runner/run.ts';
 import { parseConfig } from '../../../lab/config/load.ts';
 import { scenarioSchema } from '../../../lab/config/scenario.ts';
-import { summarize, defaultResultsDir, type IterationResult } from '../../../lab/runner/results.ts';
+import { defaultResultsDir, type IterationResult } from '../../../lab/results/schema.ts';
+import { summarize } from '../../../lab/results/cells.ts';
 
 function iteration(strategy: 'block' | 'shared', durationMs: number | null, ok = true, downtimeMs = 10): IterationResult {
   return {
@@ -68,5 +70,37 @@ describe('scenario runner', () => {
     expect(block.durationMs).toMatchObject({ n: 2, median: 1450, min: 1400, max: 1500 });
     expect(s.strategies[1]!.durationMs.median).toBe(600);
     expect(s.blockToSharedRatio.durationMs).toBeCloseTo(1450 / 600, 10);
+  });
+});
+
+describe('drivers, builds and known issues in the plan', () => {
+  const scenario = (yaml: string) => parseConfig('s.yaml', yaml, scenarioSchema);
+  it('a second driver is a cell parameter, interleaved like the strategies', () => {
+    const cells = expandCells(scenario('name: x\ndrivers: [libvirt, qemu]\n'));
+    expect(cells.map((c) => c.label)).toEqual(['block, driver=libvirt', 'shared, driver=libvirt', 'block, driver=qemu', 'shared, driver=qemu']);
+    expect(cells.map((c) => c.driver)).toEqual(['libvirt', 'libvirt', 'qemu', 'qemu']);
+    // one driver: labels as before
+    expect(expandCells(scenario('name: x\n')).map((c) => c.label)).toEqual(['block', 'shared']);
+  });
+
+  it('lists the builds a scenario needs', () => {
+    expect(buildsOf(scenario('name: x\naxes:\n  hypervisor.qemu: [debian-7.2, system]\n'))).toEqual(['debian-7.2', 'system']);
+    expect(buildsOf(scenario('name: x\n'))).toEqual(['system']);
+  });
+
+  it('refuses QEMU < 9.0 under TCG with a memory workload unless the scenario opts in', () => {
+    const b = (version: string) => new Map([['debian-7.2', { id: 'debian-7.2', binary: '/q', version, versionText: '', firmwareDirs: [] }], ['system', { id: 'system', binary: 'q', version: '10.0.2', versionText: '', firmwareDirs: [] }]]);
+    const load = 'workload: { memory: { rateMiBs: 20 } }\naxes:\n  hypervisor.qemu: [debian-7.2, system]\n';
+    const refused = knownIssueRefusals(expandCells(scenario(`name: x\n${load}`)), b('7.2.22'), 'tcg');
+    expect(refused).toHaveLength(2); // block and shared cells of 7.2
+    expect(refused[0]).toMatch(/QEMU 7\.2\.22 \(debian-7\.2\) under TCG with a memory workload.*03bfc2188f06/);
+    expect(knownIssueRefusals(expandCells(scenario(`name: x\nhypervisor: { allowKnownIssues: true }\n${load}`)), b('7.2.22'), 'tcg')).toEqual([]);
+    expect(knownIssueRefusals(expandCells(scenario(`name: x\n${load}`)), b('7.2.22'), 'kvm')).toEqual([]);
+    expect(knownIssueRefusals(expandCells(scenario('name: x\naxes:\n  hypervisor.qemu: [debian-7.2]\n')), b('7.2.22'), 'tcg')).toEqual([]);
+  });
+
+  it('refuses the same strategy or driver twice', () => {
+    expect(() => scenario('name: x\nstrategies: [shared, shared]\n')).toThrow(/strategies\[1\]: strategy shared is listed twice/);
+    expect(() => scenario('name: x\ndrivers: [qemu, qemu]\n')).toThrow(/drivers\[1\]: driver qemu is listed twice/);
   });
 });

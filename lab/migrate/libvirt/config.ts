@@ -1,0 +1,178 @@
+/**
+ * The libvirt side of the tutorial, as pure text: libvirtd.conf exactly as the tutorial
+ * gives it (plus `listen_addr`, so the unauthenticated listener is on the lab address
+ * only), the `/etc/default/libvirt-bin` line, qemu.conf for a lab node, the domain XML of
+ * a guest, and the parser of `virsh domjobinfo --rawstats`.
+ */
+import type { DiskSpec } from '../../qemu/argv.ts';
+import type { LibvirtJobInfo } from '../types.ts';
+
+/** The TCP port libvirtd listens on with listen_tcp = 1. */
+export const LIBVIRT_TCP_PORT = 16509;
+/** Where libvirt's destination listens for the migration stream (qemu.conf migration_port_min). */
+export const LIBVIRT_MIGRATION_PORTS = { min: 49152, max: 49215 } as const;
+
+/** The tutorial's /etc/libvirt/libvirtd.conf, and the address it listens on. */
+export function libvirtdConf(listenAddr: string): string {
+  return `# /etc/libvirt/libvirtd.conf of a migralab lab node, as the live-migration tutorial sets it:
+# TCP without TLS or authentication. This file exists only inside the lab node's private
+# /etc/libvirt; the listener is bound to the node's lab address (listen_addr) only.
+listen_tls = 0
+listen_tcp = 1
+unix_sock_group = "libvirtd"
+unix_sock_ro_perms = "0777"
+unix_sock_rw_perms = "0770"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+auth_tcp = "none"
+listen_addr = "${listenAddr}"
+`;
+}
+
+/** The tutorial's /etc/default/libvirt-bin: libvirtd daemonized (-d) and listening (-l). */
+export const LIBVIRT_BIN_DEFAULTS = 'libvirtd_opts="-d -l"\n';
+
+/** qemu.conf of a lab node: QEMU as root without confinement (the lab is the boundary), migration on the lab address. */
+export function qemuConf(node: { address: string; name: string }): string {
+  return `# /etc/libvirt/qemu.conf of migralab lab node ${node.name}
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+stdio_handler = "file"
+namespaces = [ ]
+migration_address = "${node.address}"
+migration_host = "${node.name}"
+migration_port_min = ${LIBVIRT_MIGRATION_PORTS.min}
+migration_port_max = ${LIBVIRT_MIGRATION_PORTS.max}
+`;
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+
+export interface DomainSpec {
+  name: string;
+  uuid: string;
+  memoryBytes: number;
+  accelerator: 'kvm' | 'tcg';
+  /** The emulator libvirt starts (a wrapper for builds that need their own firmware and modules). */
+  emulator: string;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  disks: readonly DiskSpec[];
+  mac: string;
+  tap: string;
+  consoleLog: string;
+  ctlSocket: string;
+}
+
+function diskXml(d: DiskSpec, i: number): string {
+  const target = `<target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/>`;
+  const driver = `<driver name='qemu' type='${d.format}' cache='none'/>`;
+  if (d.source.driver === 'file')
+    return `    <disk type='file' device='disk'>
+      ${driver}
+      <source file='${esc(d.source.filename)}'/>
+      ${target}
+      <alias name='ua-${d.nodeName}'/>
+    </disk>`;
+  return `    <disk type='network' device='disk'>
+      ${driver}
+      <source protocol='nfs' name='${esc(d.source.path)}'>
+        <host name='${esc(d.source.server)}'/>
+      </source>
+      ${target}
+      <alias name='ua-${d.nodeName}'/>
+    </disk>`;
+}
+
+/** The domain XML of a guest: the same devices as the qemu driver's command line (lab/qemu/argv.ts). */
+export function domainXml(d: DomainSpec): string {
+  const kib = Math.floor(d.memoryBytes / 1024);
+  return `<domain type='${d.accelerator === 'kvm' ? 'kvm' : 'qemu'}'>
+  <name>${esc(d.name)}</name>
+  <uuid>${d.uuid}</uuid>
+  <memory unit='KiB'>${kib}</memory>
+  <currentMemory unit='KiB'>${kib}</currentMemory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${esc(d.kernel)}</kernel>
+    <initrd>${esc(d.initrd)}</initrd>
+    <cmdline>${esc(d.cmdline)}</cmdline>
+  </os>
+  <cpu mode='${d.accelerator === 'kvm' ? 'host-passthrough' : 'custom'}'${d.accelerator === 'kvm' ? '' : " match='exact' check='none'"}>${d.accelerator === 'kvm' ? '' : "<model fallback='forbid'>qemu64</model>"}</cpu>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>${esc(d.emulator)}</emulator>
+${d.disks.map(diskXml).join('\n')}
+    <interface type='ethernet'>
+      <mac address='${d.mac}'/>
+      <target dev='${esc(d.tap)}' managed='no'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path='${esc(d.consoleLog)}'/>
+      <target port='0'/>
+    </serial>
+    <serial type='unix'>
+      <source mode='bind' path='${esc(d.ctlSocket)}'/>
+      <target port='1'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}
+
+/** `virsh domjobinfo --rawstats` → key=value lines ("time_elapsed=1101", "downtime=43", ...). */
+export function parseRawStats(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Za-z_][\w.]*)\s*[=:]\s*(.*?)\s*$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+/** libvirt's account of a finished migration job from its raw statistics (null: libvirt did not give it). */
+export function jobInfo(raw: Record<string, string>, virshMs: number | null): LibvirtJobInfo {
+  const n = (k: string) => {
+    const v = raw[k];
+    if (v === undefined || v === '') return null;
+    const x = Number(v);
+    return Number.isFinite(x) ? x : null;
+  };
+  return {
+    timeElapsedMs: n('time_elapsed'),
+    downtimeMs: n('downtime'),
+    dataProcessedBytes: n('data_processed'),
+    memoryProcessedBytes: n('memory_processed'),
+    diskProcessedBytes: n('disk_processed'),
+    iterations: n('memory_iteration'),
+    virshMs,
+    raw,
+  };
+}
+
+/** A domain's disks as libvirt says it runs them (virsh dumpxml), for `disk.source`/`disk.destination`. */
+export function disksOfDomainXml(xml: string): { target: string; driver: 'file' | 'nfs'; filename: string }[] {
+  const out: { target: string; driver: 'file' | 'nfs'; filename: string }[] = [];
+  for (const m of xml.matchAll(/<disk type='(file|network)'[\s\S]*?<\/disk>/g)) {
+    const block = m[0];
+    const target = /<target dev='([^']+)'/.exec(block)?.[1] ?? '';
+    if (m[1] === 'file') out.push({ target, driver: 'file', filename: /<source file='([^']+)'/.exec(block)?.[1] ?? '' });
+    else {
+      const name = /<source protocol='nfs' name='([^']+)'/.exec(block)?.[1] ?? '';
+      const host = /<host name='([^']+)'/.exec(block)?.[1] ?? '';
+      out.push({ target, driver: 'nfs', filename: `nfs://${host}${name}` });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,357 @@
+/**
+ * The `libvirt` driver: the tutorial's own stack. Guests are transient libvirt domains
+ * (`virsh create`) on each node's libvirtd (lab/migrate/libvirt/daemon.ts); a migration is
+ *
+ *   virsh migrate --live --p2p [--copy-storage-all] --verbose --xml DEST.xml DOMAIN qemu+tcp://<destination host name>/system
+ *
+ * run on the source node, by host name as the tutorial does (the nodes' /etc/hosts).
+ * Block: the destination's disks are pre-created at their paths first, as nova does.
+ * Shared: both sides open the disk on the controller's export through QEMU's NFS client
+ * (a network disk), which libvirt knows to be shared storage (no --unsafe). While it
+ * runs, libvirt's job statistics (`virsh domjobinfo --rawstats`) are sampled for the
+ * timeline and the progress; after it, `virsh domjobinfo --completed` on the destination
+ * gives libvirt's own figures (libvirt.*).
+ */
+import { join, dirname } from 'node:path';
+import { mkdir, writeFile, chmod } from 'node:fs/promises';
+import { MigralabError } from '../../errors.ts';
+import type { LabNode, StartedLab } from '../../provision/provider.ts';
+import { kernelCmdline } from '../../image/build.ts';
+import type { DiskSpec } from '../../qemu/argv.ts';
+import type { QemuBuild } from '../../qemu/builds.ts';
+import { GuestShell, waitForGuestReady } from '../../qemu/guest-shell.ts';
+import { consoleTail, runFiles } from '../../qemu/process.ts';
+import { waitFor } from '../../time/wait.ts';
+import { createDisks, diskSizes, locateDataDisk, releaseLocalDisks, removeDisks } from '../disks.ts';
+import { diskFiles, instanceDir } from '../storage.ts';
+import { bootTimeoutFor, SWITCHOVER_NEAR_BYTES } from '../qemu/driver.ts';
+import { blockSteps } from '../qemu/storage.ts';
+import {
+  MigrationFailed,
+  type DiskLocation,
+  type GuestSpec,
+  type Instance,
+  type LaunchOptions,
+  type MigrateOptions,
+  type MigrationDriver,
+  type MigrationEvents,
+  type MigrationOutcome,
+  type MigrationSample,
+} from '../types.ts';
+import { disksOfDomainXml, domainXml, jobInfo, parseRawStats } from './config.ts';
+import { ensureLibvirtd, libvirtVersion } from './daemon.ts';
+
+const VIRSH = ['virsh', '-c', 'qemu:///system'] as const;
+const SAMPLE_MS = 200;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The emulator libvirt starts for a build: the binary, or a wrapper that gives a build of migralab's its own firmware and modules. */
+export async function emulatorFor(build: QemuBuild, cacheDir: string): Promise<string> {
+  if (build.binary === 'qemu-system-x86_64') return '/usr/bin/qemu-system-x86_64';
+  if (!build.moduleDir && build.firmwareDirs.length === 0) return build.binary;
+  const wrapper = join(cacheDir, `${build.id.replace(/[^A-Za-z0-9.-]/g, '_')}.emulator`);
+  const text = ['#!/bin/sh', '# written by migralab: libvirt starts this build of QEMU with its own firmware and modules', ...(build.moduleDir ? [`export QEMU_MODULE_DIR='${build.moduleDir}'`] : []), `exec '${build.binary}' ${build.firmwareDirs.map((d) => `-L '${d}'`).join(' ')} "$@"`, ''].join('\n');
+  await mkdir(dirname(wrapper), { recursive: true });
+  await writeFile(wrapper, text);
+  await chmod(wrapper, 0o755);
+  return wrapper;
+}
+
+export class LibvirtDriver implements MigrationDriver {
+  readonly name = 'libvirt' as const;
+
+  private constructor(
+    private readonly lab: StartedLab,
+    readonly version: string | null,
+  ) {}
+
+  static async create(lab: StartedLab, progress: (m: string) => void = () => {}): Promise<LibvirtDriver> {
+    await ensureLibvirtd(lab, progress);
+    const v = await libvirtVersion(lab.computes[0]!);
+    lab.info.environment.libvirtVersion = v;
+    return new LibvirtDriver(lab, v);
+  }
+
+  /** The guest's disks as a node's QEMU opens them under libvirt (shared: the export through NFS, on every node). */
+  disksOn(guest: GuestSpec, node: LabNode): DiskSpec[] {
+    const plan = this.lab.plan;
+    const dir = instanceDir(plan, guest.strategy, node.plan, guest.name);
+    return (['disk0', 'config0'] as const).map((nodeName) => {
+      const { file, format } = diskFiles[nodeName];
+      if (guest.strategy === 'block') return { nodeName, format, source: { driver: 'file', filename: join(dir, file) } } satisfies DiskSpec;
+      return { nodeName, format, source: { driver: 'nfs', server: plan.nfsServer.address, path: join(dir, file) } } satisfies DiskSpec;
+    });
+  }
+
+  async domainXmlOn(guest: GuestSpec, node: LabNode): Promise<string> {
+    const files = runFiles(node.plan.dir, guest.name);
+    return domainXml({
+      name: guest.name,
+      uuid: guest.uuid,
+      memoryBytes: guest.memoryBytes,
+      accelerator: guest.accelerator,
+      emulator: await emulatorFor(guest.build, join(this.lab.plan.labDir, 'emulators')),
+      kernel: guest.image.kernel,
+      initrd: guest.image.initrd,
+      cmdline: kernelCmdline(),
+      disks: this.disksOn(guest, node),
+      mac: guest.mac,
+      tap: guest.tap,
+      consoleLog: files.consoleLog,
+      ctlSocket: files.ctlSocket,
+    });
+  }
+
+  async launch(guest: GuestSpec, node: LabNode, opts: LaunchOptions = {}): Promise<Instance> {
+    await createDisks(guest, node, this.lab.plan);
+    await ensureTap(node, guest.tap);
+    const files = runFiles(node.plan.dir, guest.name);
+    await node.transport.remove(files.dir);
+    await node.transport.mkdir(files.dir);
+    const xmlFile = join(files.dir, 'domain.xml');
+    await node.transport.writeFile(xmlFile, await this.domainXmlOn(guest, node));
+    const r = await node.transport.run([...VIRSH, 'create', xmlFile], { check: false, timeoutMs: 60_000 });
+    if (r.exitCode !== 0) throw new MigralabError('LAB', `libvirt on ${node.name} did not start ${guest.name}: ${(r.stderr || r.stdout).trim()}`);
+    const inst = new LibvirtInstance(this.lab, guest, node);
+    try {
+      const shell = await waitForGuestReady(files.ctlSocket, { timeoutMs: opts.bootTimeoutMs ?? bootTimeoutFor(guest), signal: opts.signal, open: () => node.transport.connect(files.ctlSocket) });
+      shell.close();
+    } catch (e) {
+      const tail = await inst.consoleTail(8);
+      await inst.stop();
+      if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+      throw new MigralabError('LAB', `guest ${guest.name} did not come up under libvirt on ${node.name}: ${(e as Error).message} (console: ${tail})`);
+    }
+    return inst;
+  }
+
+  releaseNode(guest: GuestSpec, node: LabNode): Promise<void> {
+    return releaseLocalDisks(guest, node, this.lab.plan);
+  }
+
+  async destroy(guest: GuestSpec): Promise<void> {
+    for (const n of this.lab.computes) await n.transport.run([...VIRSH, 'destroy', guest.name], { check: false });
+    await removeDisks(guest, this.lab.nodes, this.lab.plan);
+  }
+
+  async migrate(instance: Instance, destination: LabNode, options: MigrateOptions, events: MigrationEvents = {}): Promise<MigrationOutcome> {
+    if (!(instance instanceof LibvirtInstance)) throw new MigralabError('USAGE', `the libvirt driver cannot migrate a ${instance.driver} instance`);
+    const guest = instance.guest;
+    const source = instance.node;
+    const tPrep = performance.now();
+    const notes: string[] = [];
+    const destDisks = this.disksOn(guest, destination);
+    const destFiles = runFiles(destination.plan.dir, guest.name);
+    let t0: number | undefined;
+    try {
+      await ensureTap(destination, guest.tap);
+      await destination.transport.remove(destFiles.dir);
+      await destination.transport.mkdir(destFiles.dir);
+      if (guest.strategy === 'block') await blockSteps.prepareDestination(destination.transport, destDisks, diskSizes(guest));
+      // The destination's XML: the source's migratable definition with this node's paths.
+      const dump = await source.transport.run([...VIRSH, 'dumpxml', '--migratable', guest.name]);
+      const destXml = dump.stdout.split(`${source.plan.dir}/`).join(`${destination.plan.dir}/`);
+      const xmlFile = join(runFiles(source.plan.dir, guest.name).dir, `to-${destination.name}.xml`);
+      await source.transport.writeFile(xmlFile, destXml);
+      const argv = [...VIRSH, 'migrate', '--live', '--p2p', '--verbose', ...(guest.strategy === 'block' ? ['--copy-storage-all'] : []), ...tunableArgs(options), '--xml', xmlFile, guest.name, `qemu+tcp://${destination.name}/system`];
+      const prepareMs = performance.now() - tPrep;
+
+      const samples: MigrationSample[] = [];
+      t0 = performance.now();
+      const startedAt = performance.timeOrigin + t0;
+      const since = () => performance.now() - t0!;
+      const proc = source.transport.stream(argv);
+      let out = '';
+      proc.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
+      proc.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')));
+      let exit: Awaited<typeof proc.exited> | undefined;
+      void proc.exited.then((e) => (exit = e));
+      let phase: 'mirror' | 'ram' | undefined;
+      let near = false;
+      let mirrorReady: number | null = null;
+      let downtimeSet = options.tunables.downtimeLimitMs === undefined;
+      const deadline = t0 + options.timeoutMs;
+      while (!exit) {
+        if (options.signal?.aborted || performance.now() > deadline) {
+          await source.transport.run([...VIRSH, 'domjobabort', guest.name], { check: false });
+          await proc.exited;
+          if (options.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted during the migration');
+          throw new MigrationFailed(`timed out after ${options.timeoutMs} ms`, { node: source.name, status: 'unknown' }, 'timeout');
+        }
+        const info = await source.transport.run([...VIRSH, 'domjobinfo', guest.name, '--rawstats'], { check: false, timeoutMs: 10_000 });
+        const raw = parseRawStats(info.stdout);
+        if (raw.type === '2' || raw.type === 'unbounded' || raw.memory_total !== undefined) {
+          if (!downtimeSet) downtimeSet = (await source.transport.run([...VIRSH, 'migrate-setmaxdowntime', guest.name, String(options.tunables.downtimeLimitMs)], { check: false })).exitCode === 0;
+          const n = (k: string) => (raw[k] !== undefined && raw[k] !== '' ? Number(raw[k]) : null);
+          const diskRemaining = n('disk_remaining');
+          const memProcessed = n('memory_processed') ?? 0;
+          const inMirror = guest.strategy === 'block' && memProcessed === 0;
+          if (inMirror && phase !== 'mirror') events.phase?.((phase = 'mirror'), since());
+          if (!inMirror && phase !== 'ram') {
+            if (guest.strategy === 'block') mirrorReady = since();
+            events.phase?.((phase = 'ram'), since());
+          }
+          const pageSize = n('memory_page_size') ?? 4096;
+          samples.push({
+            t: since(),
+            phase: inMirror ? 'mirror' : 'ram',
+            diskDone: n('disk_processed'),
+            diskRemaining,
+            ramTransferred: n('memory_processed'),
+            ramRemaining: n('memory_remaining'),
+            dirtyBytesPerSec: n('memory_dirty_rate') !== null ? n('memory_dirty_rate')! * pageSize : null,
+            mbps: n('memory_bps') !== null ? (n('memory_bps')! * 8) / 1e6 : null,
+            iterations: n('memory_iteration'),
+          });
+          if (inMirror && n('disk_total') !== null) events.progress?.({ phase: 'mirror', done: n('disk_processed') ?? 0, total: n('disk_total')! });
+          else if (n('memory_total') !== null) events.progress?.({ phase: 'ram', done: memProcessed, total: memProcessed + (n('memory_remaining') ?? 0) });
+          const rem = n('memory_remaining');
+          if (!near && !inMirror && memProcessed > 0 && rem !== null && rem < SWITCHOVER_NEAR_BYTES) {
+            near = true;
+            events.phase?.('switchover-near', since());
+          }
+        }
+        await Promise.race([proc.exited, sleep(SAMPLE_MS)]);
+      }
+      const durationMs = since();
+      if (exit.exitCode !== 0) throw new MigralabError('MIGRATION', `virsh migrate failed (exit ${exit.exitCode}): ${out.trim().split('\n').filter((l) => !/^Migration: \[/.test(l)).slice(-3).join(' | ') || exit.error || ''}`);
+      const completedAt = startedAt + durationMs;
+      const done = await destination.transport.run([...VIRSH, 'domjobinfo', guest.name, '--completed', '--rawstats'], { check: false });
+      const raw = parseRawStats(done.stdout);
+      const lv = jobInfo(raw, durationMs);
+      if (done.exitCode !== 0) notes.push(`virsh domjobinfo --completed on ${destination.name} failed: ${done.stderr.trim()}`);
+      notes.push("libvirt drove this migration: QEMU's total time is not passed on by libvirt (libvirt.timeElapsedMs is libvirt's own job); downtime, setup time and RAM counts are QEMU's as libvirt reports them");
+      notes.push('libvirt: the destination running time and QEMU event downtime are not observed (libvirt owns the QMP connection)');
+      const num = (k: string) => (raw[k] !== undefined ? Number(raw[k]) : null);
+      return {
+        instance: new LibvirtInstance(this.lab, guest, destination),
+        figures: {
+          durationMs,
+          prepareMs,
+          mirrorMs: mirrorReady,
+          startedAt,
+          completedAt,
+          samples,
+          marks: { mirrorReady, ramStart: guest.strategy === 'block' ? mirrorReady : 0, postcopyStart: null, completed: durationMs, destRunning: null, cleanedUp: durationMs },
+          tunables: {
+            maxBandwidthBytesPerSec: options.tunables.maxBandwidth !== null ? Math.floor(options.tunables.maxBandwidth / 8) : null,
+            downtimeLimitMs: options.tunables.downtimeLimitMs ?? null,
+            multifdChannels: options.tunables.multifdChannels,
+            autoConverge: options.tunables.autoConverge,
+            postcopy: options.tunables.postcopy,
+          },
+          qemu: {
+            totalTimeMs: null,
+            downtimeMs: lv.downtimeMs,
+            setupTimeMs: num('setup_time'),
+            ramBytes: lv.memoryProcessedBytes,
+            diskBytes: guest.strategy === 'block' ? lv.diskProcessedBytes : 0,
+            iterations: lv.iterations,
+            dirtyBytesPerSecMax: samples.reduce<number | null>((m, s) => (s.dirtyBytesPerSec !== null && (m === null || s.dirtyBytesPerSec > m) ? s.dirtyBytesPerSec : m), null),
+            eventDowntimeMs: null,
+          },
+          libvirt: lv,
+          notes,
+        },
+      };
+    } catch (e) {
+      // The guest stays where it was: remove whatever of it libvirt left on the destination.
+      await destination.transport.run([...VIRSH, 'destroy', guest.name], { check: false });
+      if (guest.strategy === 'block') for (const d of destDisks) if (d.source.driver === 'file') await destination.transport.remove(d.source.filename).catch(() => {});
+      if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+      const status = await instance.status().catch(() => 'unknown');
+      const kind = e instanceof MigrationFailed ? e.kind : 'unknown';
+      throw new MigrationFailed(`${(e as Error).message}; the guest is ${status === 'running' ? 'still running' : `in state ${status}`} on ${source.name}`, { node: source.name, status }, kind, {
+        cause: e,
+        detectedAfterMs: t0 !== undefined ? performance.now() - t0 : undefined,
+      });
+    }
+  }
+}
+
+/** virsh migrate options for the scenario's tunables. */
+export function tunableArgs(o: Pick<MigrateOptions, 'tunables'>): string[] {
+  const t = o.tunables;
+  const a: string[] = [];
+  if (t.maxBandwidth !== null) a.push('--bandwidth', String(Math.max(1, Math.floor(t.maxBandwidth / 8 / 1024 ** 2))));
+  if (t.autoConverge) a.push('--auto-converge');
+  if (t.multifdChannels > 0) a.push('--parallel', '--parallel-connections', String(t.multifdChannels));
+  if (t.postcopy) a.push('--postcopy', '--postcopy-after-precopy');
+  return a;
+}
+
+async function ensureTap(node: LabNode, tap: string): Promise<void> {
+  const t = await node.transport.run(['ip', 'link', 'show', tap], { check: false });
+  if (t.exitCode === 0) return;
+  await node.transport.run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+  await node.transport.run(['ip', 'link', 'set', tap, 'master', 'br0', 'up']);
+}
+
+/** A guest as a transient libvirt domain on one node. */
+export class LibvirtInstance implements Instance {
+  readonly driver = 'libvirt' as const;
+  constructor(
+    private readonly lab: StartedLab,
+    readonly guest: GuestSpec,
+    readonly node: LabNode,
+  ) {}
+
+  private files() {
+    return runFiles(this.node.plan.dir, this.guest.name);
+  }
+
+  async status(): Promise<string> {
+    const r = await this.node.transport.run([...VIRSH, 'domstate', this.guest.name], { check: false });
+    if (r.exitCode !== 0) return 'gone';
+    const s = r.stdout.trim();
+    return s === 'shut off' ? 'shutdown' : s === 'in shutdown' ? 'shutdown' : s;
+  }
+
+  /** QEMU's PID as libvirt recorded it (in the node's private /run). */
+  private async pid(): Promise<number | undefined> {
+    const r = await this.node.transport.run(['cat', `/run/libvirt/qemu/${this.guest.name}.pid`], { check: false });
+    const n = Number(r.stdout.trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  }
+
+  async gone(): Promise<boolean> {
+    const s = await this.status();
+    return s === 'gone' || s === 'shutdown';
+  }
+
+  async disk(): Promise<DiskLocation> {
+    const xml = await this.node.transport.run([...VIRSH, 'dumpxml', this.guest.name]);
+    const nodes = disksOfDomainXml(xml.stdout).map((d) => ({ drv: d.driver, file: d.filename }));
+    return locateDataDisk(this.lab.info, nodes);
+  }
+
+  shell(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<GuestShell> {
+    const path = this.files().ctlSocket;
+    return GuestShell.connect(path, { timeoutMs: opts.timeoutMs ?? 10_000, signal: opts.signal, open: () => this.node.transport.connect(path) });
+  }
+
+  consoleTail(lines: number): Promise<string> {
+    return consoleTail(this.node.transport, this.files().consoleLog, lines);
+  }
+
+  async stop(): Promise<void> {
+    await this.node.transport.run([...VIRSH, 'destroy', this.guest.name], { check: false });
+    await waitFor(`domain ${this.guest.name} on ${this.node.name} to go`, () => this.gone(), { timeoutMs: 10_000, intervalMs: 50 }).catch(() => {});
+    await this.node.transport.remove(this.files().dir);
+  }
+
+  async kill(): Promise<void> {
+    const pid = await this.pid();
+    if (pid) await this.node.transport.process(pid).signal('SIGKILL');
+  }
+
+  async freeze(frozen: boolean): Promise<void> {
+    const pid = await this.pid();
+    if (pid) await this.node.transport.process(pid).signal(frozen ? 'SIGSTOP' : 'SIGCONT');
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+

@@ -1,0 +1,384 @@
+/**
+ * The `qemu` driver: QEMU processes started by migralab, migrated over QMP.
+ *
+ * shared: RAM + device state only (`migrate`). block: the disks are copied first
+ * (lab/migrate/qemu/storage.ts), then RAM. On any failure the migration is cancelled, the
+ * destination removed, and the guest keeps running on the source.
+ */
+import { MigralabError } from '../../errors.ts';
+import type { LabNode, StartedLab } from '../../provision/provider.ts';
+import { waitForGuestReady } from '../../qemu/guest-shell.ts';
+import { QemuProcess, self } from '../../qemu/process.ts';
+import type { BlockJobInfo, MigrationInfo, QmpEvent } from '../../qemu/qmp.ts';
+import { max } from '../../measure/stats.ts';
+import { createDisks, diskSizes, releaseLocalDisks, removeDisks } from '../disks.ts';
+import {
+  MigrationFailed,
+  type FailureKind,
+  type GuestSpec,
+  type Instance,
+  type LaunchOptions,
+  type MigrateOptions,
+  type MigrationDriver,
+  type MigrationEvents,
+  type MigrationFigures,
+  type MigrationMarks,
+  type MigrationOutcome,
+  type MigrationSample,
+  type RamDumpComparison,
+} from '../types.ts';
+import { eventDowntimeMs, readCompletion, type CompletionReading } from './completion.ts';
+import { QemuInstance, launchFor } from './instance.ts';
+import { LONG_QMP_MS, SAMPLE_MS, stepsFor, type Qmp, type StorageSteps } from './storage.ts';
+import type { DiskSpec } from '../../qemu/argv.ts';
+import { effectiveTunables, tunablesFor } from './tunables.ts';
+
+export const MIGRATION_PORT = 4444;
+export const NBD_PORT = 10809;
+/** "Close to the switchover": RAM left to send first drops under this. */
+export const SWITCHOVER_NEAR_BYTES = 4 * 1024 * 1024;
+/** How long QEMU may take to have its final figures ready after `completed` (QEMU 7.2 computes them late). */
+const COMPLETION_READ_MS = 2000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+export class QemuDriver implements MigrationDriver {
+  readonly name = 'qemu' as const;
+
+  constructor(
+    private readonly lab: StartedLab,
+    private readonly opts: { qmpTimeoutMs?: number } = {},
+  ) {}
+
+  async launch(guest: GuestSpec, node: LabNode, opts: LaunchOptions = {}): Promise<Instance> {
+    await createDisks(guest, node, this.lab.plan);
+    const launch = launchFor(this.lab, guest, node, { incoming: false });
+    const proc = await QemuProcess.start({ node: node.name, transport: node.transport, dir: node.plan.dir }, launch, this.lab.ledger, {
+      owner: self,
+      qmpTimeoutMs: this.opts.qmpTimeoutMs,
+    });
+    try {
+      const shell = await waitForGuestReady(launch.ctlSocket, {
+        timeoutMs: opts.bootTimeoutMs ?? bootTimeoutFor(guest),
+        signal: opts.signal,
+        open: () => node.transport.connect(launch.ctlSocket),
+      });
+      shell.close();
+    } catch (e) {
+      const tail = await new QemuInstance(this.lab, guest, node, proc).consoleTail(8);
+      await proc.quit();
+      if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+      throw new MigralabError('LAB', `guest ${guest.name} did not come up on ${node.name}: ${(e as Error).message} (console: ${tail})`);
+    }
+    return new QemuInstance(this.lab, guest, node, proc);
+  }
+
+  releaseNode(guest: GuestSpec, node: LabNode): Promise<void> {
+    return releaseLocalDisks(guest, node, this.lab.plan);
+  }
+
+  async destroy(guest: GuestSpec): Promise<void> {
+    await removeDisks(guest, this.lab.nodes, this.lab.plan);
+  }
+
+  async migrate(instance: Instance, destination: LabNode, options: MigrateOptions, events: MigrationEvents = {}): Promise<MigrationOutcome> {
+    if (!(instance instanceof QemuInstance)) throw new MigralabError('USAGE', `the qemu driver cannot migrate a ${instance.driver} instance`);
+    const guest = instance.guest;
+    const source = instance.process;
+    const steps = stepsFor(guest.strategy);
+    const destLaunch = launchFor(this.lab, guest, destination, { incoming: true, paused: options.ramDump });
+    const tPrep = performance.now();
+    let dest: QemuProcess | undefined;
+    try {
+      await steps.prepareDestination(destination.transport, destLaunch.disks, diskSizes(guest));
+      dest = await QemuProcess.start({ node: destination.name, transport: destination.transport, dir: destination.plan.dir }, destLaunch, this.lab.ledger, {
+        owner: self,
+        qmpTimeoutMs: this.opts.qmpTimeoutMs,
+      });
+      const started = dest;
+      const figures = await migrateOverQmp({
+        source: source.qmp,
+        dest: started.qmp,
+        steps,
+        disks: destLaunch.disks,
+        destAddress: destination.address,
+        options,
+        events,
+        prepareStartedAt: tPrep,
+        compareRam: () => compareRam(source, started, guest, destination),
+      });
+      return { instance: new QemuInstance(this.lab, guest, destination, started), figures };
+    } catch (e) {
+      // Nothing of the destination stays: its process (a hung one is let go first, so it can die) and its disk copies.
+      if (dest) {
+        await dest.proc.signal('SIGCONT').catch(() => {});
+        await dest.kill().catch(() => {});
+        await dest.quit().catch(() => {});
+      }
+      if (guest.strategy === 'block') for (const d of destLaunch.disks) if (d.source.driver === 'file') await destination.transport.remove(d.source.filename).catch(() => {});
+      if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+      const status = await source.status().catch(() => 'unknown');
+      if (e instanceof MigrationFailed) throw new MigrationFailed(`${e.message}; the guest is still running on ${source.nodeName} (status ${status})`, { node: source.nodeName, status }, e.kind, { cause: e.cause, detectedAfterMs: e.detectedAfterMs ?? undefined });
+      throw new MigrationFailed(`${(e as Error).message}; the guest is still running on ${source.nodeName} (status ${status})`, { node: source.nodeName, status }, 'unknown', { cause: e });
+    }
+  }
+}
+
+export interface QmpMigration {
+  source: Qmp;
+  dest: Qmp;
+  steps: StorageSteps;
+  /** The destination's disks (block: exported and mirrored into). */
+  disks: readonly DiskSpec[];
+  destAddress: string;
+  options: MigrateOptions;
+  events: MigrationEvents;
+  /** performance.now() when preparing the destination began (prepareMs counts from there). */
+  prepareStartedAt: number;
+  /** With options.ramDump: compare both sides' RAM while both are paused. */
+  compareRam?: () => Promise<RamDumpComparison>;
+}
+
+/**
+ * The QMP sequence of one migration, between a running source and a started destination
+ * (`-incoming defer`): capabilities and parameters on both sides, migrate-incoming, the
+ * storage steps (block: NBD export, mirrors, wait until every mirror is ready), migrate,
+ * samples every 50 ms, QEMU's final figures, the destination's RESUME, then the storage
+ * clean-up. On failure: migrate_cancel, the storage roll-back, the source running again;
+ * it throws MigrationFailed (or INTERRUPTED). Unit-tested against scripted QMP peers.
+ */
+export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures> {
+  const { source: sq, dest: dq, steps, disks, options, events } = m;
+  const destAddr = m.destAddress;
+  let copyStarted = false;
+  let t0: number | undefined;
+  const deadline = performance.now() + options.timeoutMs;
+  const check = (what: string) => {
+    if (options.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted during ${what}`);
+    if (performance.now() > deadline) throw new Timeout(`timed out after ${options.timeoutMs} ms during ${what}`);
+  };
+  try {
+    const destEvents = dq.eventCursor();
+    const { caps, params } = tunablesFor(options.tunables);
+    // Capabilities that change the stream (multifd, postcopy) must match on both sides, before migrate-incoming.
+    await dq.execute('migrate-set-capabilities', { capabilities: caps.filter((c) => c.capability !== 'auto-converge') });
+    if (params['multifd-channels'] !== undefined) await dq.execute('migrate-set-parameters', { 'multifd-channels': params['multifd-channels'] });
+    await dq.execute('migrate-incoming', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` });
+    await steps.exportDisks(dq, destAddr, NBD_PORT, disks);
+    await sq.execute('migrate-set-capabilities', { capabilities: caps });
+    if (Object.keys(params).length) await sq.execute('migrate-set-parameters', params);
+    const tunables = await effectiveTunables(sq);
+    const prepareMs = performance.now() - m.prepareStartedAt;
+
+    const samples: MigrationSample[] = [];
+    const marks: MigrationMarks = { mirrorReady: null, ramStart: null, postcopyStart: null, completed: null, destRunning: null, cleanedUp: null };
+    const notes: string[] = [];
+    const srcEvents = sq.eventCursor();
+    t0 = performance.now();
+    // epoch ms on the same clock as since(), so QEMU's event timestamps line up with the marks
+    const startedAt = performance.timeOrigin + t0;
+    const since = () => performance.now() - t0!;
+
+    if (steps.strategy === 'block') {
+      events.phase?.('mirror', 0);
+      copyStarted = true;
+      await steps.copy(sq, destAddr, NBD_PORT, disks, options.copyMode, {
+        since,
+        check,
+        sleep,
+        sample: (jobs: BlockJobInfo[]) => {
+          const done = sum(jobs.map((j) => j.offset));
+          const total = sum(jobs.map((j) => j.len));
+          samples.push({ t: since(), phase: 'mirror', diskDone: done, diskRemaining: total - done, ramTransferred: null, ramRemaining: null, dirtyBytesPerSec: null, mbps: null, iterations: null });
+          events.progress?.({ phase: 'mirror', done, total });
+        },
+      });
+      marks.mirrorReady = since();
+    }
+
+    const terminal = (ev: QmpEvent) => ['completed', 'failed', 'cancelled'].includes((ev.data as { status: string }).status);
+    const completed = sq.waitForEvent('MIGRATION', terminal, options.timeoutMs, { since: srcEvents });
+    completed.catch(() => {});
+    let finalStatus: string | undefined;
+    let endT = 0;
+    completed.then(
+      (ev) => {
+        endT = performance.now();
+        finalStatus = (ev.data as { status: string }).status;
+      },
+      () => {},
+    );
+    marks.ramStart = since();
+    events.phase?.('ram', marks.ramStart);
+    await sq.execute('migrate', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` }, { timeoutMs: LONG_QMP_MS });
+    let near = false;
+    for (;;) {
+      if (finalStatus) break;
+      check('the RAM copy');
+      const info = await sq.execute<MigrationInfo>('query-migrate');
+      if (info.status === 'failed' || info.status === 'cancelled') {
+        finalStatus = info.status;
+        break;
+      }
+      const diskDone = steps.strategy === 'block' ? await steps.copied(sq) : null;
+      const ram = info.ram;
+      // a stale `completed` (this QEMU's own incoming migration) is not a sample of this one
+      if (info.status !== 'completed' && info.status !== 'none') {
+        const pageSize = ram?.['page-size'] ?? 4096;
+        samples.push({
+          t: since(),
+          phase: info.status === 'postcopy-active' ? 'postcopy' : info.status === 'device' ? 'switchover' : 'ram',
+          diskDone,
+          diskRemaining: null,
+          ramTransferred: ram?.transferred ?? null,
+          ramRemaining: ram?.remaining ?? null,
+          dirtyBytesPerSec: ram?.['dirty-pages-rate'] !== undefined ? ram['dirty-pages-rate'] * pageSize : null,
+          mbps: ram?.mbps ?? null,
+          iterations: ram?.['dirty-sync-count'] ?? null,
+        });
+        if (ram) events.progress?.({ phase: 'ram', done: ram.transferred, total: ram.transferred + ram.remaining });
+        if (!near && ram && ram.transferred > 0 && ram.remaining < SWITCHOVER_NEAR_BYTES) {
+          near = true;
+          events.phase?.('switchover-near', since());
+        }
+      }
+      // Post-copy: switch once the first full pass over RAM has been sent.
+      if (options.tunables.postcopy && marks.postcopyStart === null && info.status === 'active' && (ram?.['dirty-sync-count'] ?? 0) >= 2) {
+        await sq.execute('migrate-start-postcopy').catch(() => {});
+        marks.postcopyStart = since();
+      }
+      await Promise.race([completed.catch(() => {}), sleep(SAMPLE_MS)]);
+    }
+    if (finalStatus !== 'completed') {
+      const why = (await sq.execute<MigrationInfo>('query-migrate').catch(() => undefined))?.['error-desc'];
+      throw new MigralabError('MIGRATION', `migration ${finalStatus}${why ? `: ${why}` : ''}`);
+    }
+    const durationMs = endT - t0;
+    marks.completed = durationMs;
+    // migrate-start-postcopy that lost the race with completion: post-copy never ran.
+    if (marks.postcopyStart !== null && marks.postcopyStart >= durationMs) marks.postcopyStart = null;
+    const completedAt = startedAt + durationMs;
+
+    const reading = await readFinalFigures(sq);
+    notes.push(...reading.notes);
+    const stop = sq.eventsSince(srcEvents).find((e) => e.event === 'STOP');
+
+    let ramDump: RamDumpComparison | undefined;
+    if (options.ramDump && m.compareRam) {
+      ramDump = await m.compareRam();
+      notes.push(`RAM dump comparison took ${ramDump.tookMs.toFixed(0)} ms with both sides paused: this iteration's interruption is not comparable for timing`);
+      await dq.execute('cont');
+    }
+    // The source's `completed` is not the guest running again: the destination may still
+    // be loading device state. Its RESUME event (QEMU's own timestamp, same host clock) says when it ran.
+    const resumed = await dq.waitForEvent('RESUME', undefined, 10_000, { since: destEvents }).catch(() => undefined);
+    marks.destRunning = resumed ? epochOf(resumed) - startedAt : null;
+    if (!resumed) notes.push('the destination sent no RESUME event within 10 s of completion');
+    const evDowntime = ramDump ? null : eventDowntimeMs(stop?.timestamp, resumed?.timestamp);
+    if (!stop) notes.push('the source sent no STOP event: event downtime not known');
+
+    const diskBytes = await steps.finish(sq, dq, disks);
+    marks.cleanedUp = since();
+    return {
+      durationMs,
+      prepareMs,
+      mirrorMs: marks.mirrorReady,
+      startedAt,
+      completedAt,
+      samples,
+      marks,
+      tunables,
+      qemu: {
+        ...reading.figures,
+        diskBytes,
+        dirtyBytesPerSecMax: max(samples.map((x) => x.dirtyBytesPerSec)) ?? null,
+        eventDowntimeMs: evDowntime,
+      },
+      ...(ramDump ? { ramDump } : {}),
+      notes,
+    };
+  } catch (e) {
+    const detectedAfterMs = t0 !== undefined ? performance.now() - t0 : undefined;
+    await sq.execute('migrate_cancel').catch(() => {});
+    await steps.cancelCopies(sq, disks, copyStarted).catch(() => {});
+    // A cancelled migration resumes the source by itself; make sure of it.
+    const status = await sq.execute<{ status: string }>('query-status').then((s) => s.status).catch(() => undefined);
+    if (status && status !== 'running') await sq.execute('cont').catch(() => {});
+    if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+    const kind: FailureKind = e instanceof Timeout ? 'timeout' : 'unknown';
+    throw new MigrationFailed((e as Error).message, { node: 'source', status: status ?? 'unknown' }, kind, { cause: e, detectedAfterMs });
+  }
+}
+
+class Timeout extends MigralabError {
+  constructor(message: string) {
+    super('MIGRATION', message);
+  }
+}
+
+function epochOf(ev: QmpEvent): number {
+  return ev.timestamp.seconds * 1000 + ev.timestamp.microseconds / 1000;
+}
+
+/** A deadline for the boot that grows with the guest under TCG (its memory is touched page by page). */
+export function bootTimeoutFor(guest: Pick<GuestSpec, 'memoryBytes' | 'accelerator'>): number {
+  const gib = guest.memoryBytes / 1024 ** 3;
+  return Math.round((guest.accelerator === 'tcg' ? 60_000 : 30_000) + gib * 30_000);
+}
+
+/**
+ * QEMU's own totals: from a `completed` reply once the source is in `postmigrate`, retried
+ * briefly until the times are there (lab/migrate/qemu/completion.ts).
+ */
+async function readFinalFigures(q: Qmp): Promise<CompletionReading> {
+  const end = performance.now() + COMPLETION_READ_MS;
+  let last: CompletionReading | undefined;
+  for (;;) {
+    const status = (await q.execute<{ status: string }>('query-status').catch(() => ({ status: 'unknown' }))).status;
+    const info = await q.execute<MigrationInfo>('query-migrate').catch(() => undefined);
+    if (info) {
+      last = readCompletion(info, status);
+      if (last.final) return last;
+    }
+    if (performance.now() > end) break;
+    await sleep(10);
+  }
+  return last ?? readCompletion({}, 'unknown');
+}
+
+
+/** pmemsave of both sides' guest RAM, compared page by page (both paused: source postmigrate, destination -S). */
+async function compareRam(source: QemuProcess, dest: QemuProcess, guest: GuestSpec, destination: LabNode): Promise<RamDumpComparison> {
+  const t = performance.now();
+  const srcFile = `${source.launch.pidFile.replace(/qemu\.pid$/, '')}ram.dump`;
+  const dstFile = `${dest.launch.pidFile.replace(/qemu\.pid$/, '')}ram.dump`;
+  const bytes = guest.memoryBytes;
+  try {
+    await source.qmp.execute('pmemsave', { val: 0, size: bytes, filename: srcFile }, { timeoutMs: LONG_QMP_MS });
+    await dest.qmp.execute('pmemsave', { val: 0, size: bytes, filename: dstFile }, { timeoutMs: LONG_QMP_MS });
+    const a = await source.placement.transport.readFile(srcFile);
+    const b = await destination.transport.readFile(dstFile);
+    const cmp = comparePages(a, b);
+    return { bytes, ...cmp, tookMs: performance.now() - t };
+  } finally {
+    await source.placement.transport.remove(srcFile).catch(() => {});
+    await destination.transport.remove(dstFile).catch(() => {});
+  }
+}
+
+/** Pages (4 KiB) that differ between two RAM images (pure). */
+export function comparePages(a: Buffer, b: Buffer, page = 4096): { pagesDiffering: number; firstPages: number[] } {
+  const n = Math.max(a.length, b.length);
+  let differing = 0;
+  const first: number[] = [];
+  for (let off = 0, i = 0; off < n; off += page, i++) {
+    const x = a.subarray(off, off + page);
+    const y = b.subarray(off, off + page);
+    if (x.length !== y.length || !x.equals(y)) {
+      differing++;
+      if (first.length < 16) first.push(i);
+    }
+  }
+  return { pagesDiffering: differing, firstPages: first };
+}

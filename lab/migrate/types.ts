@@ -1,0 +1,229 @@
+/**
+ * The seam between the scenario runner and the hypervisor stack: an `Instance` (a guest
+ * running on one node) and a `MigrationDriver` that starts instances and moves them.
+ * Drivers: `qemu` (QMP directly, lab/migrate/qemu/), `libvirt` (virsh over qemu+tcp,
+ * lab/migrate/libvirt/). The runner deals in instances, figures and observers; it never
+ * speaks QMP or virsh itself.
+ */
+import type { DriverName, Strategy } from '../config/scenario.ts';
+import type { Settings } from '../config/settings.ts';
+import type { GuestImage } from '../image/build.ts';
+import type { QemuBuild } from '../qemu/builds.ts';
+import type { GuestShell } from '../qemu/guest-shell.ts';
+import type { LabNode } from '../provision/provider.ts';
+import { MigralabError } from '../errors.ts';
+
+export { driverNames, type DriverName } from '../config/scenario.ts';
+
+/** Everything that defines one guest, whichever driver runs it. */
+export interface GuestSpec {
+  name: string;
+  strategy: Strategy;
+  uuid: string;
+  ip: string;
+  /** Prefix length of the lab network. */
+  prefix: number;
+  mac: string;
+  /** Tap device name on every node (15 characters at most). */
+  tap: string;
+  memoryBytes: number;
+  diskBytes: number;
+  /** Random data written into the data disk before the first migration. */
+  diskDataBytes: number;
+  accelerator: 'kvm' | 'tcg';
+  image: GuestImage;
+  /** The hypervisor build both sides of every migration use. */
+  build: QemuBuild;
+}
+
+/** Where the hypervisor itself says the data disk is. */
+export interface DiskLocation {
+  /** QEMU protocol driver: `file` (local or kernel NFS mount) or `nfs` (QEMU's own NFS client). */
+  driver: string;
+  filename: string;
+  /** The file is the one on the controller's NFS export. */
+  onExport: boolean;
+}
+
+/** A guest running on one node under one driver. Dispose it to stop it (its disks stay). */
+export interface Instance extends AsyncDisposable {
+  readonly guest: GuestSpec;
+  readonly node: LabNode;
+  readonly driver: DriverName;
+  /** The hypervisor's run state: `running`, `paused`, `postmigrate`, `inmigrate`, ... */
+  status(): Promise<string>;
+  /** The hypervisor process (or domain) is gone. */
+  gone(): Promise<boolean>;
+  disk(): Promise<DiskLocation>;
+  /** The guest's control shell (its second serial port). */
+  shell(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<GuestShell>;
+  /** The last lines the guest printed on its console. */
+  consoleTail(lines: number): Promise<string>;
+  /** Stops the hypervisor process for good (the guest's disks stay). */
+  stop(): Promise<void>;
+  /** Kills the hypervisor process at once (fault injection). */
+  kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT of the hypervisor process: a hypervisor that hangs (fault injection). */
+  freeze(frozen: boolean): Promise<void>;
+}
+
+export interface MigrationProgress {
+  phase: 'mirror' | 'ram';
+  done: number;
+  total: number;
+}
+
+/** One look at the hypervisor during a migration (every 50 ms); t is ms after the request. */
+export interface MigrationSample {
+  t: number;
+  phase: 'mirror' | 'ram' | 'postcopy' | 'switchover';
+  diskDone: number | null;
+  diskRemaining: number | null;
+  ramTransferred: number | null;
+  ramRemaining: number | null;
+  dirtyBytesPerSec: number | null;
+  mbps: number | null;
+  iterations: number | null;
+}
+
+/** Phase boundaries the harness saw, ms after the request (null: not reached or not applicable). */
+export interface MigrationMarks {
+  mirrorReady: number | null;
+  ramStart: number | null;
+  postcopyStart: number | null;
+  completed: number | null;
+  /** When the destination ran (its RESUME event's own timestamp). */
+  destRunning: number | null;
+  cleanedUp: number | null;
+}
+
+export interface EffectiveTunables {
+  maxBandwidthBytesPerSec: number | null;
+  downtimeLimitMs: number | null;
+  multifdChannels: number | null;
+  autoConverge: boolean;
+  postcopy: boolean;
+}
+
+/** A byte-for-byte comparison of the stopped source's and the paused destination's guest RAM. */
+export interface RamDumpComparison {
+  bytes: number;
+  pagesDiffering: number;
+  /** Up to 16 page indexes that differ. */
+  firstPages: number[];
+  /** ms the dumps and the comparison took (the guest was paused meanwhile: not comparable for timing). */
+  tookMs: number;
+}
+
+/** libvirt's own account of a migration job (`virsh domjobinfo --completed`). */
+export interface LibvirtJobInfo {
+  timeElapsedMs: number | null;
+  downtimeMs: number | null;
+  dataProcessedBytes: number | null;
+  memoryProcessedBytes: number | null;
+  diskProcessedBytes: number | null;
+  iterations: number | null;
+  /** The whole virsh migrate call, as the harness timed it. */
+  virshMs: number | null;
+  raw: Record<string, string>;
+}
+
+export interface MigrationFigures {
+  /** Harness wall time, first migration command on the source to the hypervisor's `completed`. */
+  durationMs: number;
+  /** Destination start + incoming/NBD setup, before the request (not in durationMs). */
+  prepareMs: number;
+  /** Disk copy until every disk was ready (block only). */
+  mirrorMs: number | null;
+  /** Epoch ms of the request and of completion, on the harness's clock. */
+  startedAt: number;
+  completedAt: number;
+  samples: MigrationSample[];
+  marks: MigrationMarks;
+  tunables: EffectiveTunables;
+  qemu: {
+    totalTimeMs: number | null;
+    downtimeMs: number | null;
+    setupTimeMs: number | null;
+    ramBytes: number | null;
+    /** block: bytes the disk copies processed (the whole virtual disks); shared: 0. */
+    diskBytes: number | null;
+    /** RAM passes (dirty-sync-count). */
+    iterations: number | null;
+    dirtyBytesPerSecMax: number | null;
+    /** Destination RESUME minus source STOP, from the QMP events' own timestamps. */
+    eventDowntimeMs: number | null;
+  };
+  libvirt?: LibvirtJobInfo;
+  ramDump?: RamDumpComparison;
+  /** Why a figure is null, or what the driver noticed. */
+  notes: string[];
+}
+
+export interface MigrateOptions {
+  timeoutMs: number;
+  tunables: Settings['tunables'];
+  copyMode: Settings['mirror']['copyMode'];
+  /** Keep the destination paused after completion and compare both sides' RAM byte for byte. */
+  ramDump?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Where a migration is (for fault injection): the disk copy, the RAM copy, or close to the switchover. */
+export type MigrationPhase = 'mirror' | 'ram' | 'switchover-near';
+
+export interface MigrationEvents {
+  progress?(p: MigrationProgress): void;
+  /** Called once when a phase begins, with ms after the request. */
+  phase?(phase: MigrationPhase, atMs: number): void;
+}
+
+export interface MigrationOutcome {
+  instance: Instance;
+  figures: MigrationFigures;
+}
+
+/** What kind of failure ended a migration (issue: every failure classified). */
+export type FailureKind =
+  | 'destination-died'
+  | 'destination-hung'
+  | 'link-lost'
+  | 'storage-lost'
+  | 'disk-full'
+  | 'timeout'
+  | 'interrupted'
+  | 'guest-crashed'
+  | 'refused'
+  | 'unknown';
+
+export class MigrationFailed extends MigralabError {
+  constructor(
+    message: string,
+    /** Where the guest runs now (the source for a failed migration) and its status; null status: unknown, and why is in the message. */
+    readonly guestState: { node: string; status: string },
+    readonly kind: FailureKind = 'unknown',
+    options?: { cause?: unknown; detectedAfterMs?: number },
+  ) {
+    super('MIGRATION', message, options);
+    this.name = 'MigrationFailed';
+    this.detectedAfterMs = options?.detectedAfterMs ?? null;
+  }
+  readonly detectedAfterMs: number | null;
+}
+
+export interface LaunchOptions {
+  signal?: AbortSignal;
+  bootTimeoutMs?: number;
+}
+
+export interface MigrationDriver {
+  readonly name: DriverName;
+  /** Creates the guest's disks on `node` (data disk with its data, config drive), boots it and waits for its init. */
+  launch(guest: GuestSpec, node: LabNode, opts?: LaunchOptions): Promise<Instance>;
+  /** Moves a running instance to `destination`. On failure the guest keeps running where it was, and MigrationFailed says so. */
+  migrate(instance: Instance, destination: LabNode, options: MigrateOptions, events?: MigrationEvents): Promise<MigrationOutcome>;
+  /** The guest left `node` for good: remove what of it stays there (block: its local disk copies). */
+  releaseNode(guest: GuestSpec, node: LabNode): Promise<void>;
+  /** Removes the guest's disks (and definitions) from every node. */
+  destroy(guest: GuestSpec): Promise<void>;
+}

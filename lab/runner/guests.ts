@@ -1,0 +1,115 @@
+/**
+ * The guests of a run: one per identity (strategy x driver x hypervisor build), booted
+ * once and migrated back and forth for the whole run. A guest's probe area (the last
+ * 8 MiB of its data disk) gets one fresh random MiB before every migration; the same MiB
+ * is read back after it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Strategy, DriverName } from '../config/scenario.ts';
+import { MigralabError } from '../errors.ts';
+import type { GuestShell } from '../qemu/guest-shell.ts';
+import type { QemuBuild } from '../qemu/builds.ts';
+import { macFor } from '../net/address.ts';
+import type { GuestSpec, Instance, MigrationDriver } from '../migrate/types.ts';
+
+const MiB = 1024 ** 2;
+/** The last 8 MiB of the data disk are the probe area: one fresh random MiB per migration. */
+export const PROBE_AREA_MIB = 8;
+
+/** The name of a guest: `block-vm`, or with the driver and build when a run has several. */
+export function guestName(strategy: Strategy, driver: DriverName, buildId: string, opts: { manyDrivers: boolean; manyBuilds: boolean }): string {
+  const parts: string[] = [strategy];
+  if (opts.manyDrivers) parts.push(driver);
+  if (opts.manyBuilds) parts.push(buildId.startsWith('/') ? `b${Math.abs(hash(buildId)) % 1000}` : buildId.replace(/^debian-/, 'q'));
+  return `${parts.join('-')}-vm`.replace(/[^A-Za-z0-9.-]/g, '-');
+}
+
+function hash(s: string): number {
+  let h = 0;
+  for (const c of s) h = (h * 31 + c.charCodeAt(0)) | 0;
+  return h;
+}
+
+export function guestSpec(p: {
+  name: string;
+  strategy: Strategy;
+  index: number;
+  ip: string;
+  prefix: number;
+  memoryBytes: number;
+  diskBytes: number;
+  diskDataBytes: number;
+  accelerator: 'kvm' | 'tcg';
+  image: GuestSpec['image'];
+  build: QemuBuild;
+}): GuestSpec {
+  return {
+    name: p.name,
+    strategy: p.strategy,
+    uuid: randomUUID(),
+    ip: p.ip,
+    prefix: p.prefix,
+    mac: macFor(p.ip),
+    tap: `mltap${p.index}`,
+    memoryBytes: p.memoryBytes,
+    diskBytes: p.diskBytes,
+    diskDataBytes: p.diskDataBytes,
+    accelerator: p.accelerator,
+    image: p.image,
+    build: p.build,
+  };
+}
+
+/** One guest of a run: which driver runs it, where it is now, and whether it still answers. */
+export class GuestSlot {
+  current: Instance | undefined;
+  /** Set when the guest stopped answering its control shell: later iterations are skipped, saying why. */
+  broken: string | undefined;
+
+  constructor(
+    readonly spec: GuestSpec,
+    readonly driver: MigrationDriver,
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  instance(): Instance {
+    if (!this.current) throw new MigralabError('LAB', `guest ${this.spec.name} is not running`);
+    return this.current;
+  }
+
+  shell(signal?: AbortSignal): Promise<GuestShell> {
+    return this.instance().shell({ signal });
+  }
+
+  /** Writes one fresh random MiB into the probe area, flushed past every cache, and returns its md5 as the guest reads it back. */
+  async writeProbe(slot: number): Promise<{ offsetMiB: number; md5: string }> {
+    const offsetMiB = Math.floor(this.spec.diskBytes / MiB) - PROBE_AREA_MIB + (slot % PROBE_AREA_MIB);
+    await using sh = await this.shell();
+    const w = await sh.exec(`dd if=/dev/urandom of=/dev/vda bs=1M count=1 seek=${offsetMiB} oflag=direct conv=fsync 2>&1 && sync`, { timeoutMs: 30_000 });
+    if (w.status !== 0) throw new MigralabError('LAB', `guest ${this.spec.name}: probe write failed: ${w.output.trim()}`);
+    return { offsetMiB, md5: await this.readProbe(offsetMiB, sh) };
+  }
+
+  async readProbe(offsetMiB: number, sh?: GuestShell): Promise<string> {
+    const own = sh ? undefined : await this.shell();
+    try {
+      const s = sh ?? own!;
+      const r = await s.exec(`echo 3 >/proc/sys/vm/drop_caches; dd if=/dev/vda bs=1M count=1 skip=${offsetMiB} iflag=direct 2>/dev/null | md5sum`, { timeoutMs: 30_000 });
+      const md5 = /^([0-9a-f]{32})\b/.exec(r.output.trim())?.[1];
+      if (r.status !== 0 || !md5) throw new MigralabError('LAB', `guest ${this.spec.name}: probe read failed: ${r.output.trim()}`);
+      return md5;
+    } finally {
+      own?.close();
+    }
+  }
+
+  /** Stops the guest wherever it runs and removes its disks on every node. */
+  async destroy(): Promise<void> {
+    await this.current?.stop().catch(() => {});
+    this.current = undefined;
+    await this.driver.destroy(this.spec).catch(() => {});
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * One iteration: one migration of one guest, watched by every observer and proven
+ * afterwards. The guest's side first (a fresh probe MiB on its disk, its workload and
+ * memory writer, its pause probe, its clock against ours), then ping from the observer,
+ * then the driver's migration; right after it the memory writer is stopped (it checks its
+ * working set), the destination, the source and the disk are checked. What was seen goes
+ * to one pure function (lab/results/record.ts) that makes the record.
+ */
+import type { Settings } from '../config/settings.ts';
+import { MigralabError } from '../errors.ts';
+import { processCpuMs } from '../exec/proc.ts';
+import { startWorkload, stopWorkload, type RunningWorkload, type WorkloadReport, type WorkloadSpec } from '../guest/workload.ts';
+import { startPauseProbe, stopPauseProbe, clockOffset, type RunningPauseProbe } from '../guest/probe.ts';
+import { PingProbe } from '../measure/ping.ts';
+import { MigrationFailed, type MigrationEvents, type MigrationOutcome } from '../migrate/types.ts';
+import type { LabNode, StartedLab } from '../provision/provider.ts';
+import { GuestTimeout } from '../qemu/guest-shell.ts';
+import { toIteration, type IterationObservation } from '../results/record.ts';
+import type { IterationResult } from '../results/schema.ts';
+import type { Cell } from './matrix.ts';
+import { PROBE_AREA_MIB, type GuestSlot } from './guests.ts';
+
+/** The in-guest pause probe's period. */
+const GUEST_PROBE_PERIOD_US = 1000;
+
+export interface IterationContext {
+  lab: StartedLab;
+  pingIntervalMs: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  events?: MigrationEvents;
+  /** Called with the migration's events, for fault injection (lab/runner/faults.ts). */
+  hooks?: { migrationEvents?: MigrationEvents; afterMigration?(): Promise<void> };
+}
+
+export interface IterationPlace {
+  index: number;
+  repetition: number;
+  cell: Cell;
+  source: LabNode;
+  destination: LabNode;
+}
+
+const isInterrupt = (e: unknown) => e instanceof MigralabError && e.code === 'INTERRUPTED';
+
+/** What the guest runs during the migration: the cell's workload, and a memory writer whose check proves RAM (verify.ram). */
+export function workloadFor(s: Settings, diskBytes: number): { spec: WorkloadSpec | undefined; ownMemory: boolean } {
+  const mem = s.workload.memory;
+  const disk = s.workload.disk;
+  const ownMemory = mem.rateMiBs > 0;
+  const memory = ownMemory
+    ? { rateMiBs: mem.rateMiBs, workingSetBytes: mem.workingSet }
+    : s.verify.ram
+      ? { rateMiBs: s.verify.ramRateMiBs, workingSetBytes: s.verify.ramWorkingSet }
+      : undefined;
+  const diskMiB = Math.floor(diskBytes / 2 ** 20);
+  const spec: WorkloadSpec = {
+    ...(memory ? { memory } : {}),
+    // Anywhere but the probe area at the end of the disk.
+    ...(disk.rateMiBs > 0 ? { disk: { rateMiBs: disk.rateMiBs, offsetMiB: 0, sizeMiB: diskMiB - PROBE_AREA_MIB } } : {}),
+  };
+  return { spec: spec.memory || spec.disk ? spec : undefined, ownMemory };
+}
+
+/** Runs one iteration; an interrupt (Ctrl-C) still returns the record, marked interrupted. */
+export async function runIteration(ctx: IterationContext, slot: GuestSlot, place: IterationPlace): Promise<{ result: IterationResult; interrupted: boolean }> {
+  const { cell, source, destination } = place;
+  const settings = cell.settings;
+  const obs: IterationObservation = {
+    index: place.index,
+    repetition: place.repetition,
+    strategy: cell.strategy,
+    driver: cell.driver,
+    cell: { label: cell.label, group: cell.group, params: cell.params },
+    source: source.name,
+    destination: destination.name,
+    startedAt: new Date().toISOString(),
+    settings,
+    build: slot.spec.build,
+    pingIntervalMs: ctx.pingIntervalMs,
+    checks: {},
+    guestView: {},
+    scenarioMemoryWorkload: settings.workload.memory.rateMiBs > 0,
+    notes: [],
+  };
+  if (slot.broken) return { result: toIteration({ ...obs, skipped: slot.broken }), interrupted: false };
+
+  let interrupted = false;
+  const { spec: workloadSpec } = workloadFor(settings, slot.spec.diskBytes);
+  let workload: RunningWorkload | undefined;
+  let workloadReport: WorkloadReport | undefined;
+  let pause: RunningPauseProbe | undefined;
+  let probe: { offsetMiB: number; md5: string };
+  try {
+    probe = await slot.writeProbe(place.index);
+    obs.checks.probe = { offsetMiB: probe.offsetMiB, before: probe.md5 };
+    await using sh = await slot.shell(ctx.signal);
+    if (workloadSpec) workload = await startWorkload(sh, workloadSpec);
+    pause = await startPauseProbe(sh, { periodUs: GUEST_PROBE_PERIOD_US });
+    obs.guestView.before = await clockOffset(sh);
+  } catch (e) {
+    const msg = (e as Error).message;
+    // A shell that no longer answers means a hung guest: skip its later iterations. Anything
+    // else (a workload that would not start, say) fails this iteration only.
+    if (e instanceof GuestTimeout) {
+      slot.broken = `guest ${slot.name} stopped answering on ${source.name} (iteration ${place.index + 1}): ${msg}`;
+      obs.notes.push(`guest console (last lines): ${await slot.instance().consoleTail(15)}`);
+    } else await stopGuestSide(slot, workload, pause);
+    obs.guestOn = { node: source.name, status: await slot.instance().status().catch(() => 'unknown') };
+    if (isInterrupt(e)) return { result: toIteration({ ...obs, failure: { message: 'interrupted before the migration', kind: 'interrupted', detectedAfterMs: null } }), interrupted: true };
+    return { result: toIteration({ ...obs, notMigrated: slot.broken ?? `preparing the guest failed: ${msg}` }), interrupted: false };
+  }
+
+  const windowStart = performance.now();
+  const ping = PingProbe.start({ transport: ctx.lab.observer(), target: slot.spec.ip, intervalMs: ctx.pingIntervalMs });
+  let outcome: MigrationOutcome | undefined;
+  try {
+    await ping.waitForReply(10_000);
+    const before = slot.instance();
+    const sourceDisk = await before.disk();
+    const tx0 = await source.txBytes();
+    const cpu0 = process.cpuUsage();
+    try {
+      outcome = await slot.driver.migrate(
+        before,
+        destination,
+        { timeoutMs: ctx.timeoutMs, tunables: settings.tunables, copyMode: settings.mirror.copyMode, ramDump: settings.verify.ramDump, signal: ctx.signal },
+        mergeEvents(ctx.events, ctx.hooks?.migrationEvents),
+      );
+    } catch (e) {
+      if (!(e instanceof MigrationFailed)) throw e;
+      obs.failure = { message: e.message, kind: e.kind, detectedAfterMs: e.detectedAfterMs };
+      obs.guestOn = e.guestState;
+    }
+    const cpu = process.cpuUsage(cpu0);
+    obs.harnessCpuMs = (cpu.user + cpu.system) / 1000;
+    if (outcome) {
+      const tx1 = await source.txBytes();
+      obs.figures = outcome.figures;
+      if (tx0 !== null && tx1 !== null) obs.wireBytes = tx1 - tx0;
+      const after = outcome.instance;
+      slot.current = after;
+      // Stop the memory writer first: the fewer pages it rewrites on the destination, the fewer lost writes it could hide.
+      if (workload) {
+        try {
+          await using sh = await after.shell({ signal: ctx.signal });
+          workloadReport = await stopWorkload(sh, workload);
+          workload = undefined;
+        } catch (e) {
+          if (isInterrupt(e)) throw e;
+          obs.notes.push(`guest workload not read: ${(e as Error).message}`);
+          if (e instanceof GuestTimeout) slot.broken = `guest ${slot.name} stopped answering after iteration ${place.index + 1}: ${(e as Error).message}`;
+        }
+      }
+      await ctx.hooks?.afterMigration?.();
+      obs.disk = { source: sourceDisk, destination: await after.disk() };
+      // Proof: the guest runs on the destination, the source is gone.
+      obs.checks.destinationStatus = await after.status();
+      await before.stop();
+      obs.checks.sourceGone = await before.gone();
+      obs.guestOn = { node: destination.name, status: obs.checks.destinationStatus };
+      await slot.driver.releaseNode(slot.spec, source);
+    } else if (workload) {
+      // Failed: the guest stayed on the source; its writer's check proves the source's RAM.
+      try {
+        await using sh = await slot.instance().shell({ signal: ctx.signal });
+        workloadReport = await stopWorkload(sh, workload);
+        workload = undefined;
+      } catch (e) {
+        if (isInterrupt(e)) throw e;
+        obs.notes.push(`guest workload not read on the source: ${(e as Error).message}`);
+      }
+    }
+    // The guest answers ping after the switchover (or after the failure, on the source).
+    const since = outcome?.figures.completedAt ?? Date.now();
+    obs.checks.answersPing = await ping.waitForReply(10_000, { sinceMs: since }).then(
+      () => true,
+      () => false,
+    );
+    // Data written before the migration reads back identical.
+    obs.checks.probe!.after = await slot.readProbe(probe.offsetMiB);
+    // Let a few more replies arrive so the gap is closed on both sides.
+    await new Promise((res) => setTimeout(res, Math.max(100, 5 * ctx.pingIntervalMs)));
+  } catch (e) {
+    if (isInterrupt(e)) {
+      interrupted = true;
+      obs.failure ??= { message: 'interrupted (Ctrl-C) during the iteration', kind: 'interrupted', detectedAfterMs: null };
+    } else if (outcome) {
+      obs.checksFailed = (e as Error).message;
+      if (e instanceof GuestTimeout) slot.broken = `guest ${slot.name} stopped answering after iteration ${place.index + 1}: ${(e as Error).message}`;
+    } else if (!obs.failure) {
+      // Before the migration started: the guest did not answer ping, or its hypervisor did not answer.
+      obs.notMigrated = (e as Error).message;
+      obs.guestOn = { node: source.name, status: await slot.instance().status().catch(() => 'unknown') };
+    }
+  } finally {
+    const pingCpu = ping.pid !== undefined ? processCpuMs(ping.pid) : undefined;
+    obs.ping = await ping.stop();
+    obs.windowMs = performance.now() - windowStart;
+    obs.pingCpuMs = pingCpu ?? null;
+  }
+
+  // The guest's view, read wherever it runs now (destination, or source after a failure);
+  // this also stops its pause probe (and a workload still running), so nothing runs on into the next iteration.
+  if (!slot.broken && !interrupted)
+    try {
+      await using sh = await slot.shell(ctx.signal);
+      obs.guestView.after = await clockOffset(sh);
+      if (pause) obs.guestView.pause = await stopPauseProbe(sh, pause);
+      pause = undefined;
+      if (workload) workloadReport = await stopWorkload(sh, workload);
+      workload = undefined;
+    } catch (e) {
+      obs.notes.push(`guest view not measured: ${(e as Error).message}`);
+    }
+  await stopGuestSide(slot, workload, pause);
+  obs.guestView.workload = workloadReport;
+  if (settings.verify.ram) obs.checks.ram = workloadReport?.memory?.ram ?? null;
+  if (slot.broken && !obs.notes.some((n) => n.startsWith('guest console'))) obs.notes.push(`guest console (last lines): ${await slot.instance().consoleTail(15)}`);
+  return { result: toIteration(obs), interrupted };
+}
+
+function mergeEvents(a: MigrationEvents | undefined, b: MigrationEvents | undefined): MigrationEvents {
+  return {
+    progress: (p) => {
+      a?.progress?.(p);
+      b?.progress?.(p);
+    },
+    phase: (ph, t) => {
+      a?.phase?.(ph, t);
+      b?.phase?.(ph, t);
+    },
+  };
+}
+
+/** Best effort: stop a workload and a pause probe in the guest after something went wrong. */
+async function stopGuestSide(slot: GuestSlot, workload: RunningWorkload | undefined, pause: RunningPauseProbe | undefined): Promise<void> {
+  if (!workload && !pause) return;
+  try {
+    await using sh = await slot.shell();
+    if (workload) await stopWorkload(sh, workload).catch(() => {});
+    if (pause) await stopPauseProbe(sh, pause).catch(() => {});
+  } catch {
+    /* the guest is gone or hung: nothing left to stop */
+  }
+}
