@@ -76,6 +76,23 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     });
 
   program
+    .command('doctor')
+    .description("check the tutorial's preconditions for live migration on the lab (raises it if needed): CPU, versions, host names, ports, NFS, room, known issues")
+    .argument('[topology]', 'topology file', defaultTopology)
+    .option('--driver <name...>', 'drivers to check for (qemu, libvirt)', ['qemu'])
+    .option('--disk <size>', 'the guest disk a block migration must fit on the destination', '512MiB')
+    .option('--disk-data <size>', 'the data in it (with --disk-over-commit)', '200MiB')
+    .option('--disk-over-commit', "count the disk's actual size, not its virtual size (nova's disk_over_commit)")
+    .option('--keep-lab', 'leave a lab this command raised up')
+    .option('--json', 'machine-readable output')
+    .action(async (file: string, o: { driver: string[]; disk: string; diskData: string; diskOverCommit?: boolean; keepLab?: boolean; json?: boolean }) => {
+      const { doctorCommand } = await import('../doctor/command.ts');
+      const r = await doctorCommand({ topologyFile: resolve(file), drivers: o.driver, disk: o.disk, diskData: o.diskData, diskOverCommit: o.diskOverCommit, keepLab: o.keepLab, signal, progress: log });
+      print(o.json ? JSON.stringify(r.checks, null, 2) : r.text);
+      if (r.failed.length) throw new MigralabError('PREREQ', `${r.failed.length} check(s) failed: ${r.failed.map((c) => c.name).join(', ')}`);
+    });
+
+  program
     .command('run')
     .description('run a scenario (raises the lab if needed, takes it down again if it raised it), write results.json, print the comparison')
     .argument('[scenario]', 'scenario file', defaultScenario)
@@ -84,12 +101,13 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--keep-lab', 'leave the lab up after the run even if this run raised it')
     .option('--json', 'print results.json to stdout instead of the table')
     .option('--quiet', 'no progress lines')
-    .action(async (file: string, o: { topology?: string; resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean }) => {
+    .option('--skip-doctor', "do not check the tutorial's preconditions first (for experts)")
+    .action(async (file: string, o: { topology?: string; resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean; skipDoctor?: boolean }) => {
       const { runScenario } = await import('../runner/run.ts');
       const { consoleReporter, summaryTable } = await import('../report/console.ts');
       const rep = consoleReporter({ tty: process.stderr.isTTY === true, quiet: o.quiet });
       try {
-        const r = await runScenario({ scenarioFile: file, topologyFile: o.topology, resultsDir: o.resultsDir, keepLab: o.keepLab, signal, events: rep });
+        const r = await runScenario({ scenarioFile: file, topologyFile: o.topology, resultsDir: o.resultsDir, keepLab: o.keepLab, skipDoctor: o.skipDoctor, signal, events: rep });
         rep.close();
         const { formatThresholds } = await import('../report/thresholds.ts');
         if (o.json) print(JSON.stringify(r.results, null, 2));

@@ -177,6 +177,11 @@ export const localProvider: Provider = {
     const h = await labHealth(plan);
     return { state: h.healthy ? 'up' : 'broken', problems: h.problems, info: await readLabInfo(plan) };
   },
+  async attach(plan: LabPlan): Promise<LocalLab | undefined> {
+    const info = await readLabInfo(plan);
+    if (!info || !(await Ledger.read(plan.ledgerFile))) return undefined;
+    return new LocalLab(plan, info, await Ledger.open(plan.ledgerFile, plan.lab), true);
+  },
 };
 
 /**
@@ -445,7 +450,10 @@ async function localDown(plan: LabPlan, progress: Progress = () => {}): Promise<
   const others = (await run(['ip', 'netns', 'list'], { check: false })).stdout.split('\n').some((l) => l.startsWith('mlab-'));
   if (!others)
     for (const r of resources)
-      if (r.kind === 'mountpoint' && existsSync(r.path) && (await rmdir(r.path).then(() => true, () => false))) removed++;
+      if (r.kind === 'mountpoint' && existsSync(r.path)) {
+        await rm(join(r.path, '.migralab-mountpoint'), { force: true });
+        if (await rmdir(r.path).then(() => true, () => false)) removed++;
+      }
   await rm(plan.ledgerFile, { force: true });
   await rm(`${plan.ledgerFile}.tmp`, { force: true });
   // The state root is ours too when nothing else is in it.

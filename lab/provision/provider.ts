@@ -73,4 +73,6 @@ export interface Provider {
   /** Removes everything the ledger lists; returns only once every process of the lab has exited. */
   down(plan: LabPlan, progress?: Progress): Promise<DownReport>;
   status(plan: LabPlan): Promise<LabStatus>;
+  /** The lab as it is, healthy or not, when it is up at all (doctor diagnoses, it does not repair); undefined when down. */
+  attach(plan: LabPlan): Promise<StartedLab | undefined>;
 }

@@ -20,8 +20,8 @@ export const PROBE_AREA_MIB = 8;
 export function guestName(strategy: Strategy, driver: DriverName, buildId: string, opts: { manyDrivers: boolean; manyBuilds: boolean }): string {
   const parts: string[] = [strategy];
   if (opts.manyDrivers) parts.push(driver);
-  if (opts.manyBuilds) parts.push(buildId.startsWith('/') ? `b${Math.abs(hash(buildId)) % 1000}` : buildId.replace(/^debian-/, 'q'));
-  return `${parts.join('-')}-vm`.replace(/[^A-Za-z0-9.-]/g, '-');
+  if (opts.manyBuilds) parts.push(buildId.startsWith('/') ? `b${Math.abs(hash(buildId)) % 1000}` : buildId.replace(/^debian-/, 'q').replace(/\./g, ''));
+  return `${parts.join('-')}-vm`.replace(/[^A-Za-z0-9-]/g, '-');
 }
 
 function hash(s: string): number {

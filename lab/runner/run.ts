@@ -26,6 +26,7 @@ import { defaultResultsDir, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResul
 import { plan, expandCells, type Cell } from './matrix.ts';
 import { GuestSlot, guestName, guestSpec } from './guests.ts';
 import { runIteration } from './iteration.ts';
+import { runDoctor } from '../doctor/checks.ts';
 
 export interface RunEvents {
   step?(msg: string): void;
@@ -43,6 +44,8 @@ export interface RunOptions {
   keepLab?: boolean;
   signal?: AbortSignal;
   events?: RunEvents;
+  /** Do not run `migralab doctor`'s checks first. */
+  skipDoctor?: boolean;
   /** Extra hooks per iteration (fault injection). */
   iterationHooks?: Parameters<typeof runIteration>[0]['hooks'];
 }
@@ -128,6 +131,13 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     const drivers = new Map<DriverName, MigrationDriver>();
     for (const d of scenario.drivers) drivers.set(d, await createDriver(d, lab, step));
     if (scenario.drivers.includes('libvirt')) results.environment.libvirtVersion = lab.info.environment.libvirtVersion ?? null;
+    if (!opts.skipDoctor) {
+      const checks = await runDoctor(lab, { drivers: scenario.drivers, diskBytes: scenario.guest.disk, diskDataBytes: scenario.guest.diskData });
+      const failed = checks.filter((c) => c.status === 'fail');
+      if (failed.length)
+        throw new MigralabError('PREREQ', `the lab fails ${failed.length === 1 ? 'a precondition' : 'preconditions'} of live migration (migralab doctor): ${failed.map((c) => `${c.name}: ${c.detail} → ${c.fix}`).join('; ')}. Fix it, or run with --skip-doctor`);
+      step(`doctor: ${checks.filter((c) => c.status === 'pass').length} checks pass${checks.some((c) => c.status === 'warn') ? `, warnings: ${checks.filter((c) => c.status === 'warn').map((c) => c.name).join(', ')}` : ''}`);
+    }
     for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
     const first = computes[0]!;
     step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);

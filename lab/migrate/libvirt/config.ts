@@ -104,6 +104,8 @@ export function domainXml(d: DomainSpec): string {
     <initrd>${esc(d.initrd)}</initrd>
     <cmdline>${esc(d.cmdline)}</cmdline>
   </os>
+  <!-- ACPI on, as QEMU's own default (the qemu driver's guests have it too); without it libvirt 9.0 passes -no-acpi, which QEMU 9.0 and later no longer know -->
+  <features><acpi/></features>
   <cpu mode='${d.accelerator === 'kvm' ? 'host-passthrough' : 'custom'}'${d.accelerator === 'kvm' ? '' : " match='exact' check='none'"}>${d.accelerator === 'kvm' ? '' : "<model fallback='forbid'>qemu64</model>"}</cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>

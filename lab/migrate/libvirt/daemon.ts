@@ -16,6 +16,8 @@ import { waitFor } from '../../time/wait.ts';
 import { LIBVIRT_BIN_DEFAULTS, LIBVIRT_TCP_PORT, libvirtdConf, qemuConf } from './config.ts';
 
 export const LIBVIRTD_PID = '/run/libvirt/libvirtd.pid';
+/** The file that marks a host directory as a mount point migralab made (lab/provision/local.ts removes it with the lab). */
+export const MOUNTPOINT_MARKER = '.migralab-mountpoint';
 
 /** Where a node's private libvirt directories live on the host. */
 export function libvirtDirs(node: LabNode) {
@@ -78,12 +80,15 @@ async function startLibvirtd(lab: StartedLab, node: LabNode): Promise<void> {
   const accounts = withLibvirtAccounts(await readFile('/etc/passwd', 'utf8'), await readFile('/etc/group', 'utf8'));
   await writeFile(d.passwd, accounts.passwd, { mode: 0o644 });
   await writeFile(d.group, accounts.group, { mode: 0o644 });
-  // Mount points libvirt needs that the host may not have (no libvirt-daemon-system): made empty, removed by down.
-  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt'])
-    if (!existsSync(mp)) {
-      await lab.ledger.record({ kind: 'mountpoint', path: mp });
-      await mkdir(mp, { recursive: true, mode: 0o755 });
-    }
+  // Mount points libvirt needs that the host may not have (no libvirt-daemon-system): made empty with a
+  // marker file (so a later lab knows they are migralab's, not a libvirt installation's), removed by down.
+  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt']) {
+    const ours = existsSync(join(mp, MOUNTPOINT_MARKER));
+    if (existsSync(mp) && !ours) continue;
+    await lab.ledger.record({ kind: 'mountpoint', path: mp });
+    await mkdir(mp, { recursive: true, mode: 0o755 });
+    await writeFile(join(mp, MOUNTPOINT_MARKER), 'made by migralab as a mount point for its lab nodes; removed with the lab\n');
+  }
   const binds: [string, string][] = [
     [d.etc, '/etc/libvirt'],
     [d.defaults, '/etc/default'],

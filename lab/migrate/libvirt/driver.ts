@@ -42,6 +42,7 @@ import { disksOfDomainXml, domainXml, jobInfo, parseRawStats } from './config.ts
 import { ensureLibvirtd, libvirtVersion } from './daemon.ts';
 
 const VIRSH = ['virsh', '-c', 'qemu:///system'] as const;
+/** libvirt's job statistics every 200 ms (each virsh call takes its own time on top: the samples are sparser under load). */
 const SAMPLE_MS = 200;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -148,9 +149,11 @@ export class LibvirtDriver implements MigrationDriver {
       await destination.transport.remove(destFiles.dir);
       await destination.transport.mkdir(destFiles.dir);
       if (guest.strategy === 'block') await blockSteps.prepareDestination(destination.transport, destDisks, diskSizes(guest));
-      // The destination's XML: the source's migratable definition with this node's paths.
+      // The destination's XML: the source's migratable definition with this node's own paths
+      // (run files; block: its local disks). Paths on the export stay as they are.
       const dump = await source.transport.run([...VIRSH, 'dumpxml', '--migratable', guest.name]);
-      const destXml = dump.stdout.split(`${source.plan.dir}/`).join(`${destination.plan.dir}/`);
+      let destXml = dump.stdout;
+      for (const sub of ['run', 'local']) destXml = destXml.split(`${join(source.plan.dir, sub)}/`).join(`${join(destination.plan.dir, sub)}/`);
       const xmlFile = join(runFiles(source.plan.dir, guest.name).dir, `to-${destination.name}.xml`);
       await source.transport.writeFile(xmlFile, destXml);
       const argv = [...VIRSH, 'migrate', '--live', '--p2p', '--verbose', ...(guest.strategy === 'block' ? ['--copy-storage-all'] : []), ...tunableArgs(options), '--xml', xmlFile, guest.name, `qemu+tcp://${destination.name}/system`];
@@ -160,6 +163,10 @@ export class LibvirtDriver implements MigrationDriver {
       t0 = performance.now();
       const startedAt = performance.timeOrigin + t0;
       const since = () => performance.now() - t0!;
+      // libvirt's own statistics of the finished job, as the source sees them: its job-completed event.
+      const completedEvent = source.transport.stream([...VIRSH, 'event', '--domain', guest.name, '--event', 'job-completed', '--timeout', String(Math.ceil(options.timeoutMs / 1000) + 30)]);
+      let eventText = '';
+      completedEvent.stdout.on('data', (b: Buffer) => (eventText += b.toString('utf8')));
       const proc = source.transport.stream(argv);
       let out = '';
       proc.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
@@ -216,10 +223,16 @@ export class LibvirtDriver implements MigrationDriver {
       const durationMs = since();
       if (exit.exitCode !== 0) throw new MigralabError('MIGRATION', `virsh migrate failed (exit ${exit.exitCode}): ${out.trim().split('\n').filter((l) => !/^Migration: \[/.test(l)).slice(-3).join(' | ') || exit.error || ''}`);
       const completedAt = startedAt + durationMs;
-      const done = await destination.transport.run([...VIRSH, 'domjobinfo', guest.name, '--completed', '--rawstats'], { check: false });
-      const raw = parseRawStats(done.stdout);
+      await Promise.race([completedEvent.exited, sleep(5000)]);
+      completedEvent.kill();
+      let raw = parseRawStats(eventText);
+      if (raw.time_elapsed === undefined) {
+        // no event seen: the destination's account of the incoming job (it knows nothing of the disks)
+        const done = await destination.transport.run([...VIRSH, 'domjobinfo', guest.name, '--completed', '--rawstats'], { check: false });
+        raw = parseRawStats(done.stdout);
+        notes.push(`libvirt's job-completed event was not seen on ${source.name}: libvirt.* is the destination's account (virsh domjobinfo --completed)${done.exitCode !== 0 ? `, which failed: ${done.stderr.trim()}` : ''}`);
+      }
       const lv = jobInfo(raw, durationMs);
-      if (done.exitCode !== 0) notes.push(`virsh domjobinfo --completed on ${destination.name} failed: ${done.stderr.trim()}`);
       notes.push("libvirt drove this migration: QEMU's total time is not passed on by libvirt (libvirt.timeElapsedMs is libvirt's own job); downtime, setup time and RAM counts are QEMU's as libvirt reports them");
       notes.push('libvirt: the destination running time and QEMU event downtime are not observed (libvirt owns the QMP connection)');
       const num = (k: string) => (raw[k] !== undefined ? Number(raw[k]) : null);
