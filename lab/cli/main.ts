@@ -26,9 +26,22 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .description('raise the lab (idempotent): namespaces, bridges, NFS server, guest image')
     .argument('[topology]', 'topology file', defaultTopology)
     .option('--json', 'print the lab description as JSON')
-    .action(async (file: string, o: { json?: boolean }) => {
+    .option('--plan', 'print every change up would make (files as diffs, services, mounts) and change nothing')
+    .option('--install', 'provider ssh: install missing Debian packages on the hosts (apt-get)')
+    .action(async (file: string, o: { json?: boolean; plan?: boolean; install?: boolean }) => {
       const t = await loadTopology(file);
-      const r = await providerFor(t).up(t, resolve(file), log, signal);
+      if (o.plan) {
+        if (t.provider !== 'ssh') {
+          print(`provider local: up creates only its own namespaces, bridges, mounts and daemons for lab ${t.name} (under ${t.paths.state}); down removes them. Nothing else on this host changes.`);
+          return;
+        }
+        const { sshProvider, formatPlan } = await import('../provision/ssh.ts');
+        const p = await sshProvider.plan(t, log);
+        print(o.json ? JSON.stringify(p.hosts, null, 2) : formatPlan(p.hosts));
+        return;
+      }
+      const r = t.provider === 'ssh' ? await (await import('../provision/ssh.ts')).sshProvider.upWith(t, resolve(file), log, signal, { install: o.install }) : await providerFor(t).up(t, resolve(file), log, signal);
+      r.release();
       if (o.json) return print(JSON.stringify({ alreadyUp: r.alreadyUp, ...r.info }, null, 2));
       const e = r.info.environment;
       print(r.alreadyUp ? `lab ${t.name} is already up` : `lab ${t.name} up in ${(r.info.upMs / 1000).toFixed(2)} s`);
@@ -42,10 +55,11 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .command('down')
     .description('remove every namespace, process, mount and file of the lab (also after a crash)')
     .argument('[topology]', 'topology file', defaultTopology)
-    .action(async (file: string) => {
+    .option('--forget', 'ssh provider: drop this machine\'s record of the lab without touching its hosts (they no longer exist)')
+    .action(async (file: string, o: { forget?: boolean }) => {
       const t = await loadTopology(file);
       const t0 = performance.now();
-      const r = await providerFor(t).down(planLab(t));
+      const r = await providerFor(t).down(planLab(t), log, { forget: o.forget });
       print(
         r.wasUp
           ? `lab ${t.name} down in ${((performance.now() - t0) / 1000).toFixed(2)} s (${r.removed} resources removed${r.killed.length ? `; had to kill ${r.killed.join(', ')}` : ''})`
@@ -63,7 +77,10 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
       const plan = planLab(t);
       const ledger = await Ledger.read(plan.ledgerFile);
       const { state, problems, info } = await providerFor(t).status(plan);
-      const status = { lab: t.name, state, problems, resources: ledger?.resources ?? [], info: info ?? null };
+      const { listeners } = await import('../provision/listeners.ts');
+      const lab = state === 'down' ? undefined : await providerFor(t).attach(plan);
+      const sockets = lab ? await listeners(lab) : [];
+      const status = { lab: t.name, state, problems, resources: ledger?.resources ?? [], info: info ?? null, listeners: sockets };
       if (o.json) return print(JSON.stringify(status, null, 2));
       print(`lab ${t.name}: ${state}${problems.length ? ` (${problems.join('; ')}; run 'migralab down' to clean up)` : ''}`);
       if (info && ledger) {
@@ -72,6 +89,7 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
         print(`  accelerator ${info.environment.accelerator}, NFS client ${info.nfs.client}, export ${info.nfs.exportPath}`);
         const procs = ledger.resources.filter((r) => r.kind === 'process');
         print(`  processes: ${procs.map((p) => (p.kind === 'process' ? `${p.name}@${p.node} pid ${p.pid}` : '')).join(', ')}`);
+        for (const l of sockets) print(`  listening: ${l.node.padEnd(11)} ${l.address.padEnd(22)} ${l.program}${l.config ? ` (${l.config})` : ''}`);
       }
     });
 
@@ -104,12 +122,12 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--skip-doctor', "do not check the tutorial's preconditions first (for experts)")
     .action(async (file: string, o: { topology?: string; resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean; skipDoctor?: boolean }) => {
       const { runScenario } = await import('../runner/run.ts');
-      const { consoleReporter, summaryTable } = await import('../report/console.ts');
+      const { consoleReporter, summaryTable } = await import('../results/reporters/console.ts');
       const rep = consoleReporter({ tty: process.stderr.isTTY === true, quiet: o.quiet });
       try {
         const r = await runScenario({ scenarioFile: file, topologyFile: o.topology, resultsDir: o.resultsDir, keepLab: o.keepLab, skipDoctor: o.skipDoctor, signal, events: rep });
         rep.close();
-        const { formatThresholds } = await import('../report/thresholds.ts');
+        const { formatThresholds } = await import('../results/thresholds.ts');
         if (o.json) print(JSON.stringify(r.results, null, 2));
         else {
           print(summaryTable(r.results));
@@ -135,10 +153,10 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('-o, --output <file>', 'HTML file to write (default: report.html in the first results directory)')
     .option('--no-exports', 'write only the HTML report')
     .action(async (dirs: string[], o: { output?: string; exports: boolean }) => {
-      const { loadResults } = await import('../report/compare.ts');
-      const { renderHtml } = await import('../report/html.ts');
-      const { writeExports } = await import('../report/exports.ts');
-      const { scenarioThresholdChecks } = await import('../report/thresholds.ts');
+      const { loadResults } = await import('../results/load.ts');
+      const { renderHtml } = await import('../results/reporters/html/page.ts');
+      const { writeReports: writeExports } = await import('../results/reporters/index.ts');
+      const { scenarioThresholdChecks } = await import('../results/thresholds.ts');
       const { writeFile } = await import('node:fs/promises');
       const { dirname, join } = await import('node:path');
       const { statSync } = await import('node:fs');
@@ -166,7 +184,8 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--seed <n>', 'bootstrap seed', '1')
     .option('--json', 'machine-readable output')
     .action(async (baseline: string, current: string, o: { tolerance?: string; seed: string; json?: boolean }) => {
-      const { loadResults, compareResults, formatComparison } = await import('../report/compare.ts');
+      const { loadResults } = await import('../results/load.ts');
+      const { compareResults, formatComparison } = await import('../results/compare.ts');
       const { scenarioSchema } = await import('../config/scenario.ts');
       const b = await loadResults(baseline);
       const c = await loadResults(current);

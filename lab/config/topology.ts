@@ -14,23 +14,50 @@ const absPath = z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]
 
 export const roles = ['nfs-server', 'nfs-client', 'compute'] as const;
 
+/** How to reach a host over ssh (provider: ssh); every field may also be given once for all hosts. */
+const sshSchema = z.strictObject({
+  /** Host name or address to connect to (default: the node's address). */
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().min(1).optional(),
+  /** Private key file; without it, the SSH agent (SSH_AUTH_SOCK). */
+  identityFile: absPath.optional(),
+  /** An OpenSSH known_hosts file with the hosts' keys... */
+  knownHosts: absPath.optional(),
+  /** ...or the host key's fingerprint, as `ssh-keygen -lf` prints it: SHA256:... */
+  hostKey: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, { error: 'expected a fingerprint like SHA256: followed by 43 base64 characters' }).optional(),
+  /** Connect from inside this network namespace of this machine (a lab's own hosts). */
+  viaNetns: z.string().regex(/^[A-Za-z0-9_.-]+$/, { error: 'expected a network namespace name' }).optional(),
+});
+
 const nodeSchema = z.strictObject({
   name,
   roles: z.array(z.enum(roles, { error: `expected one of ${roles.join(', ')}` })).min(1, { error: 'expected at least one role' }),
+  /** The node's address on the lab network (the guests' network; what the other nodes' /etc/hosts say). */
   address: ipv4,
-  /** Where this node keeps instance disks; default <state>/<lab>/nodes/<name>/instances. */
+  /** Where this node keeps instance disks; local default <state>/<lab>/nodes/<name>/instances, ssh default the tutorial's /opt/stack/data/nova/instances. */
   instancesDir: absPath.optional(),
+  /** provider ssh: how to reach this host. */
+  ssh: sshSchema.optional(),
+  /** provider ssh: the bridge guests' taps join (default br0). */
+  bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, { error: 'expected an interface name' }).default('br0'),
 });
 
 export const topologySchema = z
   .strictObject({
     name,
-    provider: z.literal('local', { error: 'expected "local" (the ssh provider is not built yet)' }).default('local'),
+    /** local: network namespaces on this host; ssh: existing hosts, set up over ssh2 and reverted by down. */
+    provider: z.enum(['local', 'ssh'], { error: 'expected local or ssh' }).default('local'),
+    /** provider ssh: defaults for every host's `ssh`. */
+    ssh: sshSchema.optional(),
+    /** provider local: what the lab runs. nfs: false and sshd: true make bare hosts for the ssh provider's tests. */
+    services: z.strictObject({ nfs: z.boolean().default(true), sshd: z.boolean().default(false) }).prefault({}),
     cidr: z.string({ error: 'expected a CIDR like 10.77.0.0/24' }).refine((s) => parseCidr(s) !== undefined, {
       error: 'expected an IPv4 CIDR like 10.77.0.0/24 (prefix 8..30, no host bits)',
     }),
     switch: z.strictObject({ name }).default({ name: 'switch' }),
-    observer: z.strictObject({ name, address: ipv4 }),
+    /** Where ping runs. local: its own namespace; ssh: this machine, or inside `netns` on it. */
+    observer: z.strictObject({ name, address: ipv4, netns: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional() }),
     nodes: z.array(nodeSchema, { error: 'expected a list of nodes' }).min(2, { error: 'expected at least two nodes' }),
     /** First host index (in the CIDR) handed to instances. */
     instanceAddressStart: z.number().int().min(1).default(100),
@@ -40,14 +67,18 @@ export const topologySchema = z
         imageCache: absPath.default('/var/cache/migralab/images'),
         /** QEMU builds unpacked from Debian's packages (hypervisor.qemu: debian-<version>). */
         qemuCache: absPath.default('/var/cache/migralab/qemu'),
+        /** provider ssh: migralab's own directory on each host (its ledger, backups, image, run files). */
+        remoteState: absPath.default('/var/lib/migralab-remote'),
       })
       .prefault({}),
     nfs: z
       .strictObject({
         /** 3 is what QEMU's nfs:// driver speaks; 4 for kernel clients that prefer it. */
         version: z.union([z.literal(3), z.literal(4)], { error: 'expected 3 or 4' }).default(3),
+        /** provider ssh with kernel nfsd: the /etc/exports options of the instances directory. */
+        exportOptions: z.string().default('rw,sync,no_root_squash,no_subtree_check'),
       })
-      .default({ version: 3 }),
+      .prefault({}),
   })
   .superRefine((t, ctx) => {
     const cidr = parseCidr(t.cidr);
@@ -71,6 +102,13 @@ export const topologySchema = z
       ctx.addIssue({ code: 'custom', path: ['nodes'], message: `expected exactly one node with role nfs-server (found ${servers.length})` });
     const computes = t.nodes.filter((n) => n.roles.includes('compute'));
     if (computes.length < 2) ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'expected at least two nodes with role compute' });
+    if (t.provider === 'ssh')
+      t.nodes.forEach((n, i) => {
+        const user = n.ssh?.user ?? t.ssh?.user;
+        if (!user) ctx.addIssue({ code: 'custom', path: ['nodes', i, 'ssh', 'user'], message: 'expected the user to log in as (here or in the top-level ssh)' });
+        if (!(n.ssh?.knownHosts ?? t.ssh?.knownHosts) && !n.ssh?.hostKey)
+          ctx.addIssue({ code: 'custom', path: ['nodes', i, 'ssh'], message: 'expected knownHosts (here or in the top-level ssh) or a pinned hostKey: host keys are always verified' });
+      });
     if (t.paths.state.startsWith('/run/') || t.paths.state === '/run')
       ctx.addIssue({ code: 'custom', path: ['paths', 'state'], message: 'expected a path outside /run (each node mounts a private /run)' });
   });

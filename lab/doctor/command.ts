@@ -33,5 +33,6 @@ export async function doctorCommand(o: {
     return { checks, failed: checks.filter((c) => c.status === 'fail'), text: formatChecks(checks) };
   } finally {
     if (!lab.alreadyUp && !o.keepLab) await lab.down();
+    lab.release();
   }
 }

@@ -51,17 +51,20 @@ export class LocalNode implements NodeTransport {
     readonly netnsName: string,
     ns: { mount?: string; uts?: string } = {},
   ) {
-    this.prefix = [
-      'nsenter',
-      `--net=/run/netns/${netnsName}`,
-      ...(ns.mount ? [`--mount=${ns.mount}`] : []),
-      ...(ns.uts ? [`--uts=${ns.uts}`] : []),
-      '--',
-    ];
+    // no namespace at all: this host itself
+    this.prefix = netnsName
+      ? ['nsenter', `--net=/run/netns/${netnsName}`, ...(ns.mount ? [`--mount=${ns.mount}`] : []), ...(ns.uts ? [`--uts=${ns.uts}`] : []), '--']
+      : [];
   }
 
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
     return run([...this.prefix, ...argv], opts);
+  }
+
+  /** Connects a TCP stream from inside this node's network namespace (a program's stdio, as OpenSSH's ProxyCommand). */
+  tcpPipeArgv(host: string, port: number): string[] {
+    const js = `const s=require('net').connect(${port},${JSON.stringify(host)});s.setNoDelay(true);process.stdin.pipe(s);s.pipe(process.stdout);s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});s.on('close',()=>process.exit(0))`;
+    return [...this.prefix, process.execPath, '-e', js];
   }
 
   async spawn(argv: readonly string[], opts: { logFile: string }): Promise<LocalProcess> {

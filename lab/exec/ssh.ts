@@ -162,6 +162,8 @@ export class SshNode implements NodeTransport {
       const argv = t.proxyCommand.map((a) => a.replace(/%h/g, t.host).replace(/%p/g, String(t.port)));
       const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'] });
       const sock = new DuplexPair(p.stdout!, p.stdin!, () => p.kill());
+      p.once('exit', () => sock.destroy());
+      p.stdin!.on('error', (e) => sock.destroy(e));
       cfg.sock = sock as unknown as ConnectConfig['sock'];
     } else {
       cfg.host = t.host;
@@ -181,6 +183,7 @@ export class SshNode implements NodeTransport {
       this.dropped ??= 'connection closed';
       this.client = undefined;
       this.sftpP = undefined;
+      this.sessions = [];
     });
     this.dropped = undefined;
     this.client = c;
@@ -189,6 +192,8 @@ export class SshNode implements NodeTransport {
 
   /** Closes the connection (the next call connects anew). */
   close(): void {
+    for (const x of this.sessions) x.close();
+    this.sessions = [];
     this.client?.end();
     this.client = undefined;
     this.sftpP = undefined;
@@ -207,6 +212,9 @@ export class SshNode implements NodeTransport {
 
   async run(argv: readonly string[], opts: RunOptions & { stdin?: Buffer } = {}): Promise<RunResult> {
     const command = this.wrap(argv);
+    // Commands without input go through a shell session kept open: an ssh session per command costs
+    // the host's login shell start-up each time (seen: 150-250 ms with a busy ~/.bashrc).
+    if (!opts.stdin && opts.input === undefined) return this.check(argv, await this.viaSession(command, opts.timeoutMs ?? 120_000), opts);
     const ch = await this.channel(command);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -229,12 +237,38 @@ export class SshNode implements NodeTransport {
       else if (opts.input !== undefined) ch.end(opts.input);
       else ch.end();
     });
-    const result = { stdout: Buffer.concat(out).toString('utf8').replace(/\n$/, ''), stderr: Buffer.concat(err).toString('utf8').replace(/\n$/, ''), exitCode };
+    return this.check(argv, { stdout: Buffer.concat(out).toString('utf8').replace(/\n$/, ''), stderr: Buffer.concat(err).toString('utf8').replace(/\n$/, ''), exitCode }, opts);
+  }
+
+  private check(argv: readonly string[], result: RunResult, opts: RunOptions): RunResult {
+    const exitCode = result.exitCode;
     if (exitCode === 127 && this.target.sudo && /sudo: a password is required|sudo: a terminal is required/.test(result.stderr))
       throw new MigralabError('PREREQ', `${this.name}: ${this.target.user} is not root and sudo asks for a password: migralab needs root or password-less sudo there`);
     if (exitCode !== 0 && (opts.check ?? true))
       throw new MigralabError('LAB', `${this.name}: ${argv.join(' ')}: exit ${exitCode}${result.stderr ? `: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
     return result;
+  }
+
+  private sessions: ShellSession[] = [];
+  private waitingForSession: (() => void)[] = [];
+
+  /** Runs a command in one of up to 4 long-lived `sh` sessions on the host. */
+  private async viaSession(command: string, timeoutMs: number): Promise<RunResult> {
+    let sess = this.sessions.find((x) => !x.busy && x.open);
+    if (!sess && this.sessions.filter((x) => x.open).length < 4) {
+      sess = new ShellSession(await this.channel('exec sh'));
+      this.sessions.push(sess);
+    }
+    if (!sess) {
+      await new Promise<void>((r) => this.waitingForSession.push(r));
+      return this.viaSession(command, timeoutMs);
+    }
+    this.sessions = this.sessions.filter((x) => x.open);
+    try {
+      return await sess.run(command, timeoutMs, () => this.dropped);
+    } finally {
+      this.waitingForSession.shift()?.();
+    }
   }
 
   /** Field 22 of /proc/PID/stat on the host, or undefined when the process is gone (or a zombie). */
@@ -333,6 +367,11 @@ export class SshNode implements NodeTransport {
       await this.run(['sh', '-c', 'umask 077; cat >"$1" && chmod "$2" "$1"', 'sh', path, mode.toString(8)], { stdin: buf });
       return;
     }
+    if (buf.length > 1 << 20) {
+      // large files (the guest image) stream through one channel: SFTP's request-per-chunk is slow
+      await this.run(['sh', '-c', 'umask 077; cat >"$1" && chmod "$2" "$1"', 'sh', path, mode.toString(8)], { stdin: buf, timeoutMs: 300_000 });
+      return;
+    }
     const s = await this.sftp();
     await new Promise<void>((resolve, reject) => s.writeFile(path, buf, { mode }, (e: Error | undefined | null) => (e ? reject(new MigralabError('LAB', `${this.name}: write ${path}: ${e.message}`)) : resolve())));
     await this.run(['chmod', mode.toString(8), path]);
@@ -365,6 +404,68 @@ export class SshNode implements NodeTransport {
   }
 }
 
+/**
+ * A `sh` on the host reading commands from its stdin: each command's stdout and stderr
+ * come back base64-framed with its exit status, between markers with a per-call nonce.
+ */
+class ShellSession {
+  busy = false;
+  open = true;
+  private buf = '';
+  private counter = 0;
+  private listener: (() => void) | undefined;
+
+  constructor(private readonly ch: ClientChannel) {
+    ch.on('data', (b: Buffer) => {
+      this.buf += b.toString('latin1');
+      this.listener?.();
+    });
+    ch.stderr.on('data', () => {});
+    ch.on('close', () => {
+      this.open = false;
+      this.listener?.();
+    });
+  }
+
+  run(command: string, timeoutMs: number, why: () => string | undefined): Promise<RunResult> {
+    this.busy = true;
+    const n = `${process.pid}x${this.counter++}x${Math.random().toString(36).slice(2, 8)}`;
+    const o = `/tmp/.migralab-${n}.out`;
+    const e = `/tmp/.migralab-${n}.err`;
+    this.ch.write(
+      `{ ${command} ; } </dev/null >${o} 2>${e}; rc=$?; printf '\\n@@O${n} %s\\n' "$(base64 -w0 <${o})"; printf '@@E${n} %s\\n' "$(base64 -w0 <${e})"; rm -f ${o} ${e}; printf '@@R${n} %s\\n' "$rc"\n`,
+    );
+    const re = new RegExp(`\\n@@O${n} (\\S*)\\n@@E${n} (\\S*)\\n@@R${n} (\\d+)\\n`);
+    return new Promise<RunResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.listener = undefined;
+        this.close();
+        reject(new MigralabError('LAB', `${command.slice(0, 120)}: timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.listener = () => {
+        const m = re.exec(this.buf);
+        if (m) {
+          clearTimeout(timer);
+          this.buf = this.buf.slice(m.index + m[0].length);
+          this.listener = undefined;
+          this.busy = false;
+          const dec = (x: string) => Buffer.from(x, 'base64').toString('utf8').replace(/\n$/, '');
+          resolve({ stdout: dec(m[1]!), stderr: dec(m[2]!), exitCode: Number(m[3]) });
+        } else if (!this.open) {
+          clearTimeout(timer);
+          this.listener = undefined;
+          reject(new MigralabError('LAB', `the ssh connection dropped while running ${command.slice(0, 120)}${why() ? ` (${why()})` : ''}`));
+        }
+      };
+    });
+  }
+
+  close(): void {
+    this.open = false;
+    this.ch.close();
+  }
+}
+
 function collect(ch: ClientChannel, what: string): Promise<Buffer> {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -385,7 +486,10 @@ class DuplexPair extends DuplexBase {
     private readonly w: NodeJS.WritableStream,
     private readonly onDestroy: () => void,
   ) {
-    super();
+    // Not half-open: the far side's end (sshd gone, the proxy exited) closes this stream, so
+    // ssh2 sees its connection close and fails every channel on it at once; half-open, the
+    // connection lingered and a QMP call on it only gave up at its reply timeout.
+    super({ allowHalfOpen: false });
     r.on('data', (b: Buffer) => {
       if (!this.push(b)) r.pause();
     });

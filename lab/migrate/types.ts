@@ -202,13 +202,16 @@ export class MigrationFailed extends MigralabError {
     /** Where the guest runs now (the source for a failed migration) and its status; null status: unknown, and why is in the message. */
     readonly guestState: { node: string; status: string },
     readonly kind: FailureKind = 'unknown',
-    options?: { cause?: unknown; detectedAfterMs?: number },
+    options?: { cause?: unknown; detectedAfterMs?: number; landed?: Instance },
   ) {
     super('MIGRATION', message, options);
     this.name = 'MigrationFailed';
     this.detectedAfterMs = options?.detectedAfterMs ?? null;
+    this.landed = options?.landed;
   }
   readonly detectedAfterMs: number | null;
+  /** The migration completed after all (its watcher failed first): the guest's instance now. */
+  readonly landed: Instance | undefined;
 }
 
 export interface LaunchOptions {

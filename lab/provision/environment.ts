@@ -26,7 +26,7 @@ export interface Environment {
   kernel: string;
   cpuModel: string;
   cpus: number;
-  nfsServer: 'ganesha';
+  nfsServer: 'ganesha' | 'kernel';
   nfsClient: NfsClient;
   nfsClientReason: string;
   node: string;

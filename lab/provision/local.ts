@@ -19,6 +19,7 @@ import { buildGuestImage } from '../image/build.ts';
 import { planLab, hostsFile, type LabPlan, type NodePlan } from './plan.ts';
 import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, knownIssues, type Environment } from './environment.ts';
 import { probeAccelerator } from './accel.ts';
+import { waitFor } from '../time/wait.ts';
 import type { DownReport, LabInfo, LabNode, LabStatus, Progress, Provider, StartedLab } from './provider.ts';
 
 export type { LabInfo } from './provider.ts';
@@ -125,6 +126,8 @@ export class LocalLab implements StartedLab {
   down(progress?: Progress): Promise<DownReport> {
     return localDown(this.plan, progress);
   }
+
+  release(): void {}
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.alreadyUp) await this.down();
@@ -328,28 +331,29 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   }
 
   interrupted();
-  progress(`nfs: ganesha on ${plan.nfsServer.name} exporting ${plan.nfsServer.instancesDir} to ${plan.cidr}`);
-  const server = nodeTransport(plan.nfsServer);
-  await startGanesha(server, { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions: [plan.nfsVersion] }, plan.nfsServer.dir, {
-    beforeStart: (name) => ledger.record({ kind: 'process', name, node: 'lab' }),
-    started: (entry, proc) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid: proc.pid, startTime: proc.startTime }),
-  });
-
   const nfs = await detectNfsClient();
-  const clients = plan.nodes.filter((n) => n.roles.includes('nfs-client'));
   let mountPoint: string | undefined;
-  for (const c of clients) {
-    const node = nodeTransport(c);
-    if (nfs.client === 'kernel') {
-      // As the tutorial does it; the mount lives in the node's own mount namespace.
-      mountPoint = join(c.dir, 'shared');
-      await mkdir(mountPoint, { recursive: true });
-      await node.run(['mount', '-t', 'nfs', '-o', `vers=${plan.nfsVersion},proto=tcp,nolock`, `${plan.nfsServer.name}:${plan.nfsServer.instancesDir}`, mountPoint], {
-        timeoutMs: 20_000,
-      });
+  if (plan.nfsService) {
+    progress(`nfs: ganesha on ${plan.nfsServer.name} exporting ${plan.nfsServer.instancesDir} to ${plan.cidr}`);
+    const server = nodeTransport(plan.nfsServer);
+    await startGanesha(server, { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions: [plan.nfsVersion] }, plan.nfsServer.dir, {
+      beforeStart: (name) => ledger.record({ kind: 'process', name, node: 'lab' }),
+      started: (entry, proc) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid: proc.pid, startTime: proc.startTime }),
+    });
+    for (const c of plan.nodes.filter((n) => n.roles.includes('nfs-client'))) {
+      const node = nodeTransport(c);
+      if (nfs.client === 'kernel') {
+        // As the tutorial does it; the mount lives in the node's own mount namespace.
+        mountPoint = join(c.dir, 'shared');
+        await mkdir(mountPoint, { recursive: true });
+        await node.run(['mount', '-t', 'nfs', '-o', `vers=${plan.nfsVersion},proto=tcp,nolock`, `${plan.nfsServer.name}:${plan.nfsServer.instancesDir}`, mountPoint], {
+          timeoutMs: 20_000,
+        });
+      }
+      await touchTest(node, c, plan, nfs.client, mountPoint);
     }
-    await touchTest(node, c, plan, nfs.client, mountPoint);
   }
+  if (plan.sshd) await startSshds(plan, ledger, progress);
 
   const image = await imageP;
   progress(`image: ${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)} (kernel ${image.kernelVersion})`);
@@ -379,6 +383,72 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     nodes: plan.nodes.map((n) => ({ name: n.name, roles: [...n.roles], address: n.address, netns: n.netns, instancesDir: n.instancesDir })),
     observer: { name: plan.observer.name, address: plan.observer.address, netns: plan.observer.netns },
   };
+}
+
+/** Where a lab's ssh keys live: a client key, one host key per node, known_hosts, authorized_keys. */
+export function sshFiles(plan: LabPlan) {
+  const dir = join(plan.labDir, 'ssh');
+  return {
+    dir,
+    clientKey: join(dir, 'id_ed25519'),
+    knownHosts: join(dir, 'known_hosts'),
+    authorizedKeys: join(dir, 'authorized_keys'),
+    hostKey: (node: string) => join(dir, `host-${node}`),
+    config: (node: string) => join(dir, `sshd_config-${node}`),
+  };
+}
+
+/** The sshd_config of a lab node: keys only, the lab address only, Unix-socket forwarding for QMP (pure). */
+export function sshdConfig(p: { address: string; hostKey: string; authorizedKeys: string }): string {
+  return [
+    '# written by migralab: sshd of a lab node (bare hosts for the ssh provider)',
+    `ListenAddress ${p.address}`,
+    'Port 22',
+    `HostKey ${p.hostKey}`,
+    'PidFile /run/migralab-sshd.pid',
+    'PermitRootLogin prohibit-password',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PubkeyAuthentication yes',
+    `AuthorizedKeysFile ${p.authorizedKeys}`,
+    'StrictModes no',
+    'UsePAM no',
+    'AllowStreamLocalForwarding yes',
+    // OpenSSH refuses Unix-socket forwarding ("the request was denied") unless TCP forwarding is allowed too
+    'AllowTcpForwarding local',
+    'X11Forwarding no',
+    'PrintMotd no',
+    'PrintLastLog no',
+    'UseDNS no',
+    'Subsystem sftp /usr/lib/openssh/sftp-server',
+    '',
+  ].join('\n');
+}
+
+/** An OpenSSH server in every node, with a per-lab client key and a host key per node. */
+async function startSshds(plan: LabPlan, ledger: Ledger, progress: Progress): Promise<void> {
+  const f = sshFiles(plan);
+  await mkdir(f.dir, { recursive: true, mode: 0o700 });
+  await run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `migralab-${plan.lab}`, '-f', f.clientKey]);
+  await writeFile(f.authorizedKeys, await readFile(`${f.clientKey}.pub`), { mode: 0o600 });
+  const known: string[] = [];
+  for (const n of plan.nodes) {
+    await run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `${n.name}@${plan.lab}`, '-f', f.hostKey(n.name)]);
+    const pub = (await readFile(`${f.hostKey(n.name)}.pub`, 'utf8')).trim().split(' ');
+    known.push(`${n.address} ${pub[0]} ${pub[1]}`);
+    await writeFile(f.config(n.name), sshdConfig({ address: n.address, hostKey: f.hostKey(n.name), authorizedKeys: f.authorizedKeys }), { mode: 0o600 });
+    const node = nodeTransport(n);
+    await node.run(['mkdir', '-p', '-m', '0755', '/run/sshd']);
+    const slot = await ledger.record({ kind: 'process', name: `sshd@${n.name}`, node: 'lab' });
+    const proc = await node.spawn(['/usr/sbin/sshd', '-D', '-e', '-f', f.config(n.name)], { logFile: join(n.dir, 'sshd.log') });
+    await ledger.update(slot, { pid: proc.pid, startTime: proc.startTime });
+    await waitFor(`sshd on ${n.name} to listen on ${n.address}:22 (see ${join(n.dir, 'sshd.log')})`, async () => (await node.run(['ss', '-Hltn', 'sport', '=', ':22'], { check: false })).stdout.includes(`${n.address}:22`), {
+      timeoutMs: 10_000,
+      intervalMs: 25,
+    });
+  }
+  await writeFile(f.knownHosts, `${known.join('\n')}\n`, { mode: 0o600 });
+  progress(`sshd: on ${plan.nodes.map((n) => `${n.name} (${n.address}:22)`).join(', ')}; client key ${f.clientKey}, known hosts ${f.knownHosts}`);
 }
 
 /** Nova CI's touch test: the client writes a file through NFS and the server sees it, and the other way round. */

@@ -51,6 +51,8 @@ export interface StartedLab extends AsyncDisposable {
   observer(): NodeTransport;
   /** Takes the lab down (whoever raised it). */
   down(progress?: Progress): Promise<DownReport>;
+  /** Lets go of the lab without taking it down: closes connections to its hosts. */
+  release(): void;
 }
 
 export interface DownReport {
@@ -71,7 +73,8 @@ export interface Provider {
   /** Raises the lab (idempotent: a healthy lab is returned as it is; leftovers of a broken one are removed first). */
   up(topology: Topology, topologyFile: string, progress?: Progress, signal?: AbortSignal): Promise<StartedLab>;
   /** Removes everything the ledger lists; returns only once every process of the lab has exited. */
-  down(plan: LabPlan, progress?: Progress): Promise<DownReport>;
+  /** `forget`: drop this machine's record only, touching no host (hosts that no longer exist). */
+  down(plan: LabPlan, progress?: Progress, opts?: { forget?: boolean }): Promise<DownReport>;
   status(plan: LabPlan): Promise<LabStatus>;
   /** The lab as it is, healthy or not, when it is up at all (doctor diagnoses, it does not repair); undefined when down. */
   attach(plan: LabPlan): Promise<StartedLab | undefined>;

@@ -14,6 +14,8 @@ export interface QemuPlacement {
   transport: NodeTransport;
   /** The node's directory (NodePlan.dir): run files live in <dir>/run/<instance>. */
   dir: string;
+  /** The bridge the guest's tap joins (default br0). */
+  bridge?: string;
 }
 
 /** Files of one QEMU process of an instance on one node (never on the NFS export). */
@@ -54,9 +56,27 @@ export class QemuProcess implements AsyncDisposable {
     readonly placement: QemuPlacement,
     readonly launch: GuestLaunch,
     readonly proc: ProcessHandle,
-    readonly qmp: QmpClient,
+    private qmpClient: QmpClient,
     private readonly ledger: Ledger,
+    private readonly opts: QemuStartOptions = {},
   ) {}
+
+  get qmp(): QmpClient {
+    return this.qmpClient;
+  }
+
+  /** A new QMP connection after the old one was lost (the ssh connection to the node dropped, say). */
+  async reconnect(): Promise<QmpClient> {
+    if (this.qmpClient.isOpen) return this.qmpClient;
+    const t = this.placement.transport;
+    this.qmpClient = await QmpClient.connect(this.launch.qmpSocket, {
+      timeoutMs: 10_000,
+      retryUntilMs: 5_000,
+      commandTimeoutMs: this.opts.qmpTimeoutMs,
+      open: () => t.connect(this.launch.qmpSocket),
+    });
+    return this.qmpClient;
+  }
 
   get nodeName(): string {
     return this.placement.node;
@@ -75,7 +95,7 @@ export class QemuProcess implements AsyncDisposable {
     const tap = await transport.run(['ip', 'link', 'show', launch.tap], { check: false });
     if (tap.exitCode !== 0) {
       await transport.run(['ip', 'tuntap', 'add', 'dev', launch.tap, 'mode', 'tap']);
-      await transport.run(['ip', 'link', 'set', launch.tap, 'master', 'br0', 'up']);
+      await transport.run(['ip', 'link', 'set', launch.tap, 'master', placement.bridge ?? 'br0', 'up']);
     }
     const slot = await ledger.record({ kind: 'process', name: `qemu:${launch.name}`, node, ...(opts.owner ? { owner: opts.owner } : {}) });
     let proc: ProcessHandle | undefined;
@@ -93,7 +113,7 @@ export class QemuProcess implements AsyncDisposable {
         commandTimeoutMs: opts.qmpTimeoutMs,
         open: () => transport.connect(launch.qmpSocket),
       });
-      return new QemuProcess(placement, launch, proc, qmp, ledger);
+      return new QemuProcess(placement, launch, proc, qmp, ledger, opts);
     } catch (e) {
       // Nothing of a QEMU that did not come up stays: its process, its ledger entry, its files.
       if (proc) await stopProcess(proc);

@@ -25,7 +25,8 @@ export const environmentSchema = z.object({
   kernel: z.string(),
   cpuModel: z.string(),
   cpus: z.number().int(),
-  nfsServer: z.literal('ganesha'),
+  /** user-space ganesha (this kind of machine), or the kernel's nfsd (real hosts that have it). */
+  nfsServer: z.enum(['ganesha', 'kernel']),
   nfsClient: z.enum(['kernel', 'qemu']),
   nfsClientReason: z.string(),
   node: z.string(),

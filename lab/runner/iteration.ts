@@ -131,6 +131,10 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       if (!(e instanceof MigrationFailed)) throw e;
       obs.failure = { message: e.message, kind: e.kind, detectedAfterMs: e.detectedAfterMs };
       obs.guestOn = e.guestState;
+      if (e.landed) {
+        await before.stop().catch(() => {});
+        slot.current = e.landed;
+      }
     }
     const cpu = process.cpuUsage(cpu0);
     obs.harnessCpuMs = (cpu.user + cpu.system) / 1000;

@@ -180,6 +180,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       step(`taking lab ${lab.plan.lab} down (this run raised it)`);
       await lab.down();
     }
+    lab.release();
   }
   const checks = scenarioThresholdChecks(results);
   const exports = await writeReports(resultsDir, results, checks);

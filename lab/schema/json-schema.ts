@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { resultsSchema } from '../runner/results.ts';
+import { resultsSchema } from '../results/schema.ts';
 import { topologySchema } from '../config/topology.ts';
 import { scenarioSchema } from '../config/scenario.ts';
 

@@ -13,6 +13,8 @@ export type Resource =
    * the lab; anything else (a guest's QEMU) belongs to the run that started it (`owner`).
    */
   | { kind: 'process'; name: string; node: string; pid?: number; startTime?: string; owner?: Owner }
+  /** A host of an ssh lab that migralab configured: its own ledger and backups are on it (lab/provision/ssh.ts). */
+  | { kind: 'host'; node: string }
   /** A migralab process using the lab (a run): while it lives, its guests are not orphans. */
   | { kind: 'user'; pid: number; startTime: string | undefined; what: string };
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import { Ledger } from '../../lab/state/ledger.ts';
 import { cli, leftovers, testPlan, testTopologyFile } from './helpers.ts';
-import type { Results } from '../../lab/runner/results.ts';
+import type { Results } from '../../lab/results/schema.ts';
 
 let dir: string;
 

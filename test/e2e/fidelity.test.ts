@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { leftovers, testPlan, runFixture } from './helpers.ts';
-import type { Results, IterationResult } from '../../lab/runner/results.ts';
+import type { Results, IterationResult } from '../../lab/results/schema.ts';
 
 let results: Results;
 let stdout: string;

@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import type { Results } from '../../lab/runner/results.ts';
+import type { Results } from '../../lab/results/schema.ts';
 import { loadTopology } from '../../lab/config/topology.ts';
 import { planLab, type LabPlan } from '../../lab/provision/plan.ts';
 
@@ -28,7 +28,14 @@ export async function leftovers(plan: LabPlan, pids: number[] = []): Promise<str
   const out: string[] = [];
   const ns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`mlab-${plan.lab}-`));
   if (ns.length) out.push(`namespaces: ${ns.join(' ')}`);
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes(plan.stateRoot));
+  // Only this lab's mounts: another lab under the same state root (a test of its own, or
+  // one a developer left up) is not this test's leftover.
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .filter((l) => {
+      const at = l.split(' ')[1] ?? '';
+      return at === plan.labDir || at.startsWith(`${plan.labDir}/`);
+    });
   if (mounts.length) out.push(`mounts: ${mounts.join('; ')}`);
   if (existsSync(plan.labDir)) out.push(`directory ${plan.labDir}`);
   if (existsSync(plan.ledgerFile)) out.push(`ledger ${plan.ledgerFile}`);

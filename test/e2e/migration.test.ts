@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { leftovers, testPlan, runFixture } from './helpers.ts';
 import type { LabPlan } from '../../lab/provision/plan.ts';
-import type { Results, IterationResult } from '../../lab/runner/results.ts';
+import type { Results, IterationResult } from '../../lab/results/schema.ts';
 
 const MiB = 2 ** 20;
 let plan: LabPlan;

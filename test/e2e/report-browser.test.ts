@@ -4,10 +4,12 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { distributionMetrics, writeReport } from '../../lab/report/html.ts';
-import { groups, metricOf, metrics, valuesOf } from '../../lab/report/metrics.ts';
+import { distributionMetrics } from '../../lab/results/reporters/html/view.ts';
+import { writeReport } from '../../lab/results/reporters/html/page.ts';
+import { metricOf, metrics, valuesOf } from '../../lab/results/metrics.ts';
+import { groups } from '../../lab/results/cells.ts';
 import { stats } from '../../lab/measure/stats.ts';
-import { resultsSchema, type Results } from '../../lab/runner/results.ts';
+import { resultsSchema, type Results } from '../../lab/results/schema.ts';
 
 const fixture = 'test/fixtures/results/small.results.json';
 /** A matrix run: 2 link rates x block/shared, with phases, QMP samples, link, guest and harness views. */

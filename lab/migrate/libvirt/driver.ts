@@ -297,7 +297,7 @@ async function ensureTap(node: LabNode, tap: string): Promise<void> {
   const t = await node.transport.run(['ip', 'link', 'show', tap], { check: false });
   if (t.exitCode === 0) return;
   await node.transport.run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-  await node.transport.run(['ip', 'link', 'set', tap, 'master', 'br0', 'up']);
+  await node.transport.run(['ip', 'link', 'set', tap, 'master', node.plan.bridge, 'up']);
 }
 
 /** A guest as a transient libvirt domain on one node. */

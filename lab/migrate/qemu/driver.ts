@@ -54,7 +54,7 @@ export class QemuDriver implements MigrationDriver {
   async launch(guest: GuestSpec, node: LabNode, opts: LaunchOptions = {}): Promise<Instance> {
     await createDisks(guest, node, this.lab.plan);
     const launch = launchFor(this.lab, guest, node, { incoming: false });
-    const proc = await QemuProcess.start({ node: node.name, transport: node.transport, dir: node.plan.dir }, launch, this.lab.ledger, {
+    const proc = await QemuProcess.start({ node: node.name, transport: node.transport, dir: node.plan.dir, bridge: node.plan.bridge }, launch, this.lab.ledger, {
       owner: self,
       qmpTimeoutMs: this.opts.qmpTimeoutMs,
     });
@@ -92,7 +92,7 @@ export class QemuDriver implements MigrationDriver {
     let dest: QemuProcess | undefined;
     try {
       await steps.prepareDestination(destination.transport, destLaunch.disks, diskSizes(guest));
-      dest = await QemuProcess.start({ node: destination.name, transport: destination.transport, dir: destination.plan.dir }, destLaunch, this.lab.ledger, {
+      dest = await QemuProcess.start({ node: destination.name, transport: destination.transport, dir: destination.plan.dir, bridge: destination.plan.bridge }, destLaunch, this.lab.ledger, {
         owner: self,
         qmpTimeoutMs: this.opts.qmpTimeoutMs,
       });
@@ -110,6 +110,22 @@ export class QemuDriver implements MigrationDriver {
       });
       return { instance: new QemuInstance(this.lab, guest, destination, started), figures };
     } catch (e) {
+      // The connection to the source's QMP was lost (e.g. the ssh connection dropped): a new one, to cancel for real.
+      if (!source.qmp.isOpen) {
+        const q = await source.reconnect().catch(() => undefined);
+        if (q) {
+          await q.execute('migrate_cancel').catch(() => {});
+          await steps.cancelCopies(q, destLaunch.disks, guest.strategy === 'block').catch(() => {});
+          const st = await q.execute<{ status: string }>('query-status').then((x) => x.status).catch(() => undefined);
+          // completed before the cancel arrived: the guest runs on the destination now; keep it there
+          if (st === 'postmigrate' && dest && (await dest.alive())) {
+            await dest.reconnect().catch(() => {});
+            const landed = new QemuInstance(this.lab, guest, destination, dest);
+            throw new MigrationFailed(`${(e as Error).message}; the migration completed meanwhile: the guest runs on ${destination.name}`, { node: destination.name, status: await dest.status().catch(() => 'unknown') }, 'link-lost', { cause: e, landed });
+          }
+          if (st && st !== 'running') await q.execute('cont').catch(() => {});
+        }
+      }
       // Nothing of the destination stays: its process (a hung one is let go first, so it can die) and its disk copies.
       if (dest) {
         await dest.proc.signal('SIGCONT').catch(() => {});

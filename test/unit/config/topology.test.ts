@@ -26,6 +26,19 @@ describe('topology file', () => {
     expect(t.observer.address).toBe('10.77.0.2');
   });
 
+  it('loads the real-hosts example: ssh provider, the tutorial\'s instances directory, verified host keys', async () => {
+    const t = await loadTopology('scenarios/topologies/two-hosts.ssh.yaml');
+    expect(t.provider).toBe('ssh');
+    expect(t.ssh?.knownHosts).toBe('/root/.ssh/known_hosts');
+    const { planLab } = await import('../../../lab/provision/plan.ts');
+    expect(planLab(t).nodes.map((n) => n.instancesDir)).toEqual(['/opt/stack/data/nova/instances', '/opt/stack/data/nova/instances']);
+  });
+
+  it('an ssh topology without a known_hosts file or pinned key is refused: host keys are always verified', () => {
+    const text = readFileSync('scenarios/topologies/two-hosts.ssh.yaml', 'utf8').replace(/^  knownHosts: .*$/m, '');
+    expect(issuesOf(text).map((i) => i.field)).toEqual(['nodes[0].ssh', 'nodes[1].ssh']);
+  });
+
   it('names line, column and field of a bad address', () => {
     const text = readFileSync(shipped, 'utf8').replace('address: 10.77.0.12', 'address: 10.99.0.12');
     const [issue] = issuesOf(text);

@@ -1,2 +1,0 @@
-// moved to lab/results/reporters/console.ts: kept until callers switch
-export { consoleReporter, iterationLine, summaryTable } from '../results/reporters/console.ts';

@@ -1,2 +1,0 @@
-// moved to lab/results/thresholds.ts: kept until callers switch
-export { evaluateThresholds, formatThresholds, scenarioThresholdChecks, type ThresholdCheck } from '../results/thresholds.ts';

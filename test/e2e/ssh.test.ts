@@ -1,0 +1,133 @@
+/**
+ * The ssh provider end to end over ssh2, against the lab's own sshd hosts
+ * (test/fixtures/hosts.lab.yaml: bare namespaces with an OpenSSH server each), reached from
+ * inside their observer namespace: plan, apply, a scenario, down, and every file the plan
+ * changed back byte for byte; a changed host key refused; a connection killed mid-run.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { execa } from 'execa';
+import { cli } from './helpers.ts';
+import type { Results } from '../../lab/results/schema.ts';
+
+const HOSTS = 'test/fixtures/hosts.lab.yaml';
+const SSH = 'test/fixtures/over-ssh.lab.yaml';
+const hostsDir = '/var/lib/migralab-test/mlhosts';
+const md5 = (f: string) => createHash('md5').update(readFileSync(f)).digest('hex');
+const hostFiles = ['controller', 'compute1'].map((n) => join(hostsDir, 'nodes', n, 'hosts'));
+const scratch = mkdtempSync(join(tmpdir(), 'mlssh-'));
+let before: string[];
+
+/** sshd's per-connection processes on a host: the children of its listener (by PID, from the hosts lab's ledger). */
+async function sshdSessions(node: string): Promise<number[]> {
+  const ledger = JSON.parse(readFileSync('/var/lib/migralab-test/mlhosts.ledger.json', 'utf8')) as { resources: { name: string; pid?: number }[] };
+  const listener = ledger.resources.find((r) => r.name === `sshd@${node}`)!.pid!;
+  // each connection is a monitor process (the listener's child) and its session child, which
+  // holds the socket: both, or the connection lingers instead of dropping
+  const children = async (pid: number) =>
+    (await execa('ps', ['-o', 'pid=', '--ppid', String(pid)], { reject: false })).stdout.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+  const monitors = await children(listener);
+  return [...monitors, ...(await Promise.all(monitors.map(children))).flat()];
+}
+
+beforeAll(async () => {
+  await cli(['down', SSH]);
+  await cli(['down', HOSTS]);
+  const up = await cli(['up', HOSTS]);
+  expect(up.exitCode, up.all).toBe(0);
+  before = hostFiles.map(md5);
+}, 120_000);
+afterAll(async () => {
+  await cli(['down', SSH]);
+  await cli(['down', HOSTS]);
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('the ssh provider on real sshd hosts', () => {
+  it('up --plan prints every change as a diff and changes nothing', async () => {
+    const r = await cli(['up', SSH, '--plan']);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toMatch(/controller \(root@10\.79\.0\.11:22\): NFS server ganesha/);
+    expect(r.stdout).toMatch(/change \/etc\/hosts:\n(\s+\+ .*\n)*\s+\+ 10\.79\.0\.12\tcompute1/);
+    expect(r.stdout).toMatch(/start ganesha: ganesha\.nfsd/);
+    expect(r.stdout).toMatch(/compute1 \(root@10\.79\.0\.12:22\): NFS client qemu/);
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(existsSync('/var/lib/migralab-test/remote')).toBe(false);
+  }, 60_000);
+
+  it('a changed host key is refused, naming the host and both fingerprints; nothing is applied', async () => {
+    const known = readFileSync(join(hostsDir, 'ssh/known_hosts'), 'utf8').split('\n');
+    const other = readFileSync(join(hostsDir, 'ssh/host-compute1.pub'), 'utf8').trim().split(' ');
+    const forged = known.map((l) => (l.startsWith('10.79.0.11 ') ? `10.79.0.11 ${other[0]} ${other[1]}` : l)).join('\n');
+    writeFileSync(join(scratch, 'known_hosts'), forged);
+    const topo = join(scratch, 'forged.lab.yaml');
+    writeFileSync(topo, readFileSync(SSH, 'utf8').replace(join(hostsDir, 'ssh/known_hosts'), join(scratch, 'known_hosts')).replace('name: mlssh', 'name: mlforged'));
+    const r = await cli(['up', topo]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/host key of controller \(10\.79\.0\.11:22\) changed: .*known_hosts has SHA256:\S+, the host presented SHA256:\S+\. Refusing to connect/);
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(existsSync('/var/lib/migralab-test/mlforged.ledger.json')).toBe(false);
+  }, 60_000);
+
+  let results: Results;
+  it('runs the small scenario through ssh2 with results of the same shape as local ones', async () => {
+    const dir = join(scratch, 'run');
+    const r = await cli(['run', 'test/fixtures/small.yaml', '--topology', SSH, '--results-dir', dir], { timeoutMs: 280_000 });
+    expect(r.exitCode, r.all).toBe(0);
+    results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
+    expect(results.environment.provider).toBe('ssh');
+    expect(results.iterations).toHaveLength(6);
+    for (const i of results.iterations) {
+      expect(i.ok, `${i.strategy} #${i.repetition}: ${i.error}`).toBe(true);
+      expect(i.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, ramIntact: true, answersPing: true });
+      expect(i.qemu.totalTimeMs).toBeGreaterThan(0);
+      expect(i.link!.wireBytes).toBeGreaterThan(1e6);
+    }
+    // the same fields as a local run's iteration
+    const local = JSON.parse(readFileSync('test/fixtures/results/small.results.json', 'utf8')) as Results;
+    for (const k of Object.keys(local.iterations[0]!)) if (k !== 'cell') expect(Object.keys(results.iterations[0]!), k).toContain(k);
+  }, 300_000);
+
+  it('down (done by the run) put every file back byte for byte and left nothing on the hosts', async () => {
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(existsSync('/var/lib/migralab-test/remote')).toBe(false);
+    expect(existsSync('/var/lib/migralab-test/ssh-hosts')).toBe(false);
+    expect(existsSync('/var/lib/migralab-test/mlssh.ledger.json')).toBe(false);
+    // only the hosts' own sshds run in their namespaces
+    for (const ns of ['mlab-mlhosts-controller', 'mlab-mlhosts-compute1']) {
+      const pids = (await execa('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(Boolean);
+      const names = await Promise.all(pids.map(async (p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim()));
+      expect(names.filter((n) => n !== 'sshd'), ns).toEqual([]);
+    }
+  });
+
+  it('a connection killed mid-migration: that iteration fails saying so, the guest is where the hypervisor says, and down still reverts', async () => {
+    const dir = join(scratch, 'drop');
+    const scenario = join(scratch, 'drop.yaml');
+    writeFileSync(scenario, ['name: e2e-ssh-drop', 'strategies: [block]', 'repetitions: 2', 'guest: { memory: 128MiB, disk: 128MiB, diskData: 64MiB }', 'link: { rate: 200Mbit }', 'ping: { intervalMs: 5 }', 'timeoutSeconds: 60', ''].join('\n'));
+    const run = execa('node', ['scripts/migralab.js', 'run', scenario, '--topology', SSH, '--results-dir', dir], { reject: false, all: true });
+    let killed = false;
+    run.stderr!.on('data', (b: Buffer) => {
+      if (!killed && /disk mirror started/.test(String(b))) {
+        killed = true;
+        void sshdSessions('controller').then((pids) => pids.forEach((p) => process.kill(p, 'SIGKILL')));
+      }
+    });
+    const r = await run;
+    expect(killed).toBe(true);
+    const res = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
+    const first = res.iterations[0]!;
+    expect(first.ok).toBe(false);
+    expect(first.error).toMatch(/connection|closed|dropped/i);
+    expect(first.guestOn?.node).toMatch(/^(controller|compute1)$/);
+    expect(first.guestOn?.status).toBe('running');
+    // the run went on: the next migration connected anew
+    expect(res.iterations).toHaveLength(2);
+    expect([0, 1]).toContain(r.exitCode);
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(existsSync('/var/lib/migralab-test/remote')).toBe(false);
+  }, 300_000);
+});
