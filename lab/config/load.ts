@@ -38,7 +38,14 @@ export function parseConfig<S extends z.ZodType>(file: string, text: string, sch
       }),
     );
   }
-  const result = schema.safeParse(doc.toJS() ?? {});
+  let data: unknown;
+  try {
+    // yaml's own limit on alias expansion (maxAliasCount) refuses an alias bomb here
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    throw new ConfigError(file, [{ line: 1, col: 1, field: '', expected: `invalid YAML: ${(e as Error).message} (aliases expand to too much)` }]);
+  }
+  const result = schema.safeParse(data);
   if (!result.success) {
     const issues: ConfigIssue[] = result.error.issues.map((issue) => {
       const path = issue.path as PropertyKey[];

@@ -19,6 +19,11 @@ const size = (what: string, minBytes: number) =>
       return n;
     });
 
+/** A margin of guest memory left to its kernel, initramfs and init (not measured: a guard against a working set the guest cannot hold). */
+export const GUEST_RESERVED_BYTES = 48 * 1024 ** 2;
+/** The largest guest memory a scenario may ask for (a typo guard; the host's own memory is checked before up). */
+export const GUEST_MEMORY_MAX = 64 * 1024 ** 3;
+
 export const strategies = ['block', 'shared'] as const;
 export type Strategy = (typeof strategies)[number];
 
@@ -52,7 +57,9 @@ export const scenarioSchema = z
     repetitions: z.number({ error: 'expected a whole number of repetitions' }).int().min(1).max(100).default(3),
     guest: z
       .strictObject({
-        memory: size('guest memory', 64 * 1024 ** 2).default(256 * 1024 ** 2),
+        memory: size('guest memory', 64 * 1024 ** 2)
+          .refine((b) => b <= GUEST_MEMORY_MAX, { error: `expected at most ${GUEST_MEMORY_MAX / 1024 ** 3}GiB` })
+          .default(256 * 1024 ** 2),
         disk: size('a disk', 16 * 1024 ** 2).default(512 * 1024 ** 2),
         /** How much of the disk is filled with data before the first migration. */
         diskData: size('disk data', 0).default(200 * 1024 ** 2),
@@ -108,6 +115,19 @@ export const scenarioSchema = z
         if (!r.success) ctx.addIssue({ code: 'custom', path: ['axes', path, i], message: r.error.issues[0]?.message ?? 'invalid value' });
       });
     }
+    // A working set the guest cannot hold: mlload would fail in the guest, mid-run.
+    const room = s.guest.memory - GUEST_RESERVED_BYTES;
+    const tooBig = (ws: number) => ws > room;
+    const fits = `expected at most the guest memory minus ${GUEST_RESERVED_BYTES / 1024 ** 2}MiB as a margin for its kernel and init (${(room / 1024 ** 2).toFixed(0)}MiB here)`;
+    if (s.workload.memory.rateMiBs > 0 && tooBig(s.workload.memory.workingSet)) ctx.addIssue({ code: 'custom', path: ['workload', 'memory', 'workingSet'], message: fits });
+    if (tooBig(s.verify.ramWorkingSet)) ctx.addIssue({ code: 'custom', path: ['verify', 'ramWorkingSet'], message: fits });
+    for (const key of ['workload.memory.workingSet'] as const)
+      (s.axes[key] ?? []).forEach((v, i) => {
+        if (typeof v === 'number' || typeof v === 'string') {
+          const r = leaves[key].safeParse(v);
+          if (r.success && tooBig(r.data as number)) ctx.addIssue({ code: 'custom', path: ['axes', key, i], message: fits });
+        }
+      });
     if (s.guest.diskData > s.guest.disk - 8 * 1024 ** 2)
       ctx.addIssue({ code: 'custom', path: ['guest', 'diskData'], message: 'expected at most the disk size minus 8MiB (the probe area)' });
   });

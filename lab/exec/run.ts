@@ -33,25 +33,3 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
   return result;
 }
 
-/** A deadline-bounded poll: returns the first truthy value of probe(), or throws. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  { timeoutMs, intervalMs = 50 }: { timeoutMs: number; intervalMs?: number },
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      lastErr = e;
-    }
-    if (Date.now() > deadline) {
-      const detail = lastErr instanceof Error ? `: ${lastErr.message}` : '';
-      throw new MigralabError('LAB', `timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}

@@ -6,6 +6,7 @@
  * a node: no local `rm` of a node's file, no PID read from this host's /proc for a
  * process on a node.
  */
+import { Deadline } from '../time/wait.ts';
 import type { Duplex, Readable } from 'node:stream';
 import type { RunOptions, RunResult } from './run.ts';
 
@@ -53,14 +54,14 @@ export interface NodeTransport {
 export async function stopProcess(p: ProcessHandle, { graceMs = 500, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)) } = {}): Promise<'gone' | 'terminated' | 'killed'> {
   if (!(await p.alive())) return 'gone';
   await p.signal('SIGTERM');
-  const end = performance.now() + graceMs;
-  while (performance.now() < end) {
+  const grace = new Deadline(graceMs);
+  while (!grace.expired) {
     if (!(await p.alive())) return 'terminated';
     await sleep(10);
   }
   await p.signal('SIGKILL');
-  const hard = performance.now() + 5000;
-  while (performance.now() < hard) {
+  const hard = new Deadline(5000);
+  while (!hard.expired) {
     if (!(await p.alive())) return 'killed';
     await sleep(10);
   }

@@ -8,6 +8,7 @@
  * carry a per-call nonce; the markers are split by quotes in the text we send, so an
  * echo of the command can never be mistaken for its result.
  */
+import { Deadline } from '../time/wait.ts';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { connectUnix } from '../exec/local.ts';
@@ -77,7 +78,7 @@ export class GuestShell implements AsyncDisposable {
   /** Connects to QEMU's chardev socket, retrying while QEMU has not created it yet. */
   static async connect(socketPath: string, opts: { timeoutMs?: number; open?: () => Promise<Duplex>; signal?: AbortSignal } = {}): Promise<GuestShell> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = new Deadline(timeoutMs);
     const open = opts.open ?? (() => connectUnix(socketPath));
     for (;;) {
       if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while connecting to ${socketPath}`);
@@ -86,7 +87,7 @@ export class GuestShell implements AsyncDisposable {
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         const retriable = code === 'ENOENT' || code === 'ECONNREFUSED' || /no such file|connection refused/i.test((e as Error).message);
-        if (!retriable || Date.now() > deadline) {
+        if (!retriable || deadline.expired) {
           throw new MigralabError('LAB', `cannot connect to the guest control socket ${socketPath}: ${(e as Error).message}`, { cause: e });
         }
         await new Promise((r) => setTimeout(r, 50));
@@ -217,7 +218,7 @@ export class GuestShell implements AsyncDisposable {
   async waitReady(opts: { timeoutMs?: number; probeIntervalMs?: number; signal?: AbortSignal } = {}): Promise<string> {
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const probeIntervalMs = opts.probeIntervalMs ?? 3_000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = new Deadline(timeoutMs);
     const settle = (st: GuestStatus): string => {
       if (!st.ready) throw new MigralabError('LAB', `guest init failed (${this.socketPath}): ${st.detail}`);
       return st.detail;
@@ -226,7 +227,7 @@ export class GuestShell implements AsyncDisposable {
       if (this.bootStatus) return settle(this.bootStatus);
       if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while waiting for the guest on ${this.socketPath}`);
       if (this.closedWhy !== undefined) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready: ${this.closedWhy}`);
-      const remaining = deadline - Date.now();
+      const remaining = deadline.remaining();
       if (remaining <= 0) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready after ${timeoutMs} ms`);
       const slice = Math.min(probeIntervalMs, remaining);
       const abort = new AbortController();
@@ -261,10 +262,10 @@ export async function waitForGuestReady(
   opts: { timeoutMs?: number; open?: () => Promise<Duplex>; signal?: AbortSignal } = {},
 ): Promise<GuestShell> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = new Deadline(timeoutMs);
   const shell = await GuestShell.connect(socketPath, { timeoutMs, open: opts.open, signal: opts.signal });
   try {
-    await shell.waitReady({ timeoutMs: Math.max(1, deadline - Date.now()), signal: opts.signal });
+    await shell.waitReady({ timeoutMs: Math.max(1, deadline.remaining()), signal: opts.signal });
     return shell;
   } catch (e) {
     shell.close();

@@ -4,6 +4,7 @@
  * identity (strategy x driver x hypervisor build) migrated back and forth. Results are
  * written after every iteration, so an interrupted run keeps what it measured.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve, join } from 'node:path';
 import { loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
@@ -84,6 +85,29 @@ export function knownIssueRefusals(cells: readonly Cell[], builds: ReadonlyMap<s
   return [...new Set(out)];
 }
 
+/**
+ * The guest memory a run needs at its peak: one guest per identity (strategy, driver,
+ * build) kept for the whole run, plus a destination QEMU of the same size during a
+ * migration; refused when the host cannot give it (pure; null when it fits).
+ */
+export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, memAvailable: number | null): string | null {
+  if (memAvailable === null) return null;
+  const guests = new Set(cells.map(slotKey)).size;
+  const need = (guests + 1) * guestMemory;
+  if (need <= memAvailable) return null;
+  const gib = (b: number) => `${(b / 1024 ** 3).toFixed(1)}GiB`;
+  return `guest.memory: ${guests} guest(s) of ${gib(guestMemory)} plus a destination during each migration need ${gib(need)}, and this host has ${gib(memAvailable)} available (MemAvailable in /proc/meminfo)`;
+}
+
+function memAvailable(): number | null {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const ev = opts.events ?? {};
   const step = (m: string) => ev.step?.(m);
@@ -104,6 +128,9 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const likelyAccel = kvmModuleLoaded() ? 'kvm' : 'tcg';
   const early = knownIssueRefusals(cells, builds, likelyAccel);
   if (early.length) throw refusal(early);
+  // The local lab's guests run on this host: more memory than it has is refused before up.
+  const tooMuch = topology.provider === 'local' ? hostMemoryRefusal(cells, scenario.guest.memory, memAvailable()) : null;
+  if (tooMuch) throw new MigralabError('PREREQ', `${opts.scenarioFile}: ${tooMuch}`);
 
   const lab = await provider.up(topology, topologyFile, step, opts.signal);
   if (lab.alreadyUp) step(`lab ${lab.plan.lab} is already up`);

@@ -18,6 +18,33 @@ describe('scenario file', () => {
     expect(s).toMatchObject({ strategies: ['block', 'shared'], repetitions: 3, ping: { intervalMs: 10 } });
   });
 
+  const issuesOf = (text: string) => {
+    try {
+      parseConfig('s.yaml', text, scenarioSchema);
+    } catch (e) {
+      return (e as ConfigError).issues.map((i) => `${i.line}:${i.col} ${i.field}: ${i.expected}`);
+    }
+    return [];
+  };
+
+  it('refuses what cannot run, where it is written: a working set the guest cannot hold, a huge guest, duplicates', () => {
+    expect(issuesOf('name: x\nguest: { memory: 128MiB }\nworkload: { memory: { rateMiBs: 5, workingSet: 512MiB } }\n')).toEqual([
+      expect.stringMatching(/^3:48 workload\.memory\.workingSet: expected at most the guest memory minus 48MiB .*\(80MiB here\)/),
+    ]);
+    expect(issuesOf('name: x\nguest: { memory: 128MiB }\nworkload: { memory: { rateMiBs: 5 } }\naxes:\n  workload.memory.workingSet: [16MiB, 1GiB]\n')).toEqual([
+      expect.stringMatching(/^5:39 axes\.workload\.memory\.workingSet\[1\]: expected at most/),
+    ]);
+    // no memory workload: its working set is not used, so not refused
+    expect(issuesOf('name: x\nguest: { memory: 128MiB }\n')).toEqual([]);
+    expect(issuesOf('name: x\nguest: { memory: 100000GiB }\n')).toEqual(['2:18 guest.memory: expected at most 64GiB']);
+    expect(issuesOf('name: x\nstrategies: [shared, shared]\n')).toEqual(['2:22 strategies[1]: strategy shared is listed twice']);
+  });
+
+  it('refuses a YAML alias bomb with a location instead of expanding it', () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdef'[i]}`).join(', ')}]`), 'name: x', ''].join('\n');
+    expect(issuesOf(bomb)).toEqual([expect.stringMatching(/^1:1 : invalid YAML: .*alias/i)]);
+  });
+
   it('points at each bad field', () => {
     const text = ['name: x', 'strategies: [block, sharde]', 'guest:', '  memory: 12 apples', 'ping:', '  intervalMs: 0.5', ''].join('\n');
     try {

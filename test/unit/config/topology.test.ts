@@ -34,6 +34,15 @@ describe('topology file', () => {
     expect(planLab(t).nodes.map((n) => n.instancesDir)).toEqual(['/opt/stack/data/nova/instances', '/opt/stack/data/nova/instances']);
   });
 
+  it('loads the over-ssh example and its bare hosts: same addresses, the hosts lab\'s keys', async () => {
+    const hosts = await loadTopology('scenarios/topologies/two-node-hosts.lab.yaml');
+    const ssh = await loadTopology('scenarios/topologies/two-node-over-ssh.lab.yaml');
+    expect(hosts.services).toEqual({ nfs: false, sshd: true });
+    expect(ssh.nodes.map((n) => n.address)).toEqual(hosts.nodes.map((n) => n.address));
+    expect(ssh.ssh?.identityFile).toBe(`${hosts.paths.state}/${hosts.name}/ssh/id_ed25519`);
+    expect(ssh.ssh?.viaNetns).toBe(`mlab-${hosts.name}-observer`);
+  });
+
   it('an ssh topology without a known_hosts file or pinned key is refused: host keys are always verified', () => {
     const text = readFileSync('scenarios/topologies/two-hosts.ssh.yaml', 'utf8').replace(/^  knownHosts: .*$/m, '');
     expect(issuesOf(text).map((i) => i.field)).toEqual(['nodes[0].ssh', 'nodes[1].ssh']);

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { plan, expandCells } from '../../../lab/runner/matrix.ts';
-import { buildsOf, knownIssueRefusals } from '../../../lab/runner/run.ts';
+import { buildsOf, hostMemoryRefusal, knownIssueRefusals } from '../../../lab/runner/run.ts';
 import { parseConfig } from '../../../lab/config/load.ts';
 import { scenarioSchema } from '../../../lab/config/scenario.ts';
 import { defaultResultsDir, type IterationResult } from '../../../lab/results/schema.ts';
@@ -102,5 +102,16 @@ describe('drivers, builds and known issues in the plan', () => {
   it('refuses the same strategy or driver twice', () => {
     expect(() => scenario('name: x\nstrategies: [shared, shared]\n')).toThrow(/strategies\[1\]: strategy shared is listed twice/);
     expect(() => scenario('name: x\ndrivers: [qemu, qemu]\n')).toThrow(/drivers\[1\]: driver qemu is listed twice/);
+  });
+});
+
+describe('host memory', () => {
+  const cells = expandCells(parseConfig('s.yaml', 'name: x\nstrategies: [block, shared]\n', scenarioSchema));
+  it('refuses guests the host cannot hold (two guests and a destination), naming the figures', () => {
+    expect(hostMemoryRefusal(cells, 8 * 1024 ** 3, 20 * 1024 ** 3)).toMatch(/2 guest\(s\) of 8\.0GiB plus a destination .* need 24\.0GiB, and this host has 20\.0GiB available/);
+  });
+  it('lets a run that fits go, and does not guess when the host does not say', () => {
+    expect(hostMemoryRefusal(cells, 256 * 1024 ** 2, 20 * 1024 ** 3)).toBeNull();
+    expect(hostMemoryRefusal(cells, 8 * 1024 ** 3, null)).toBeNull();
   });
 });
