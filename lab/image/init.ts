@@ -36,6 +36,14 @@ export const CONFIG_ENV_PATH = 'migralab/env';
 export const MODULE_LIST_PATH = '/etc/migralab/modules';
 export const CONSOLE_TTY = '/dev/ttyS0';
 export const CONTROL_TTY = '/dev/ttyS1';
+/** Every command line the host sends on the control tty starts with this; other lines are ignored. */
+export const COMMAND_PREFIX = '@@X ';
+/**
+ * The guest's control loop (sh text without single quotes): runs each whole line that starts
+ * with COMMAND_PREFIX, ignores every other line; `command eval` keeps a line that does not
+ * parse from ending the loop.
+ */
+export const CONTROL_LOOP = `while IFS= read -r l; do case "$l" in "${COMMAND_PREFIX}"*) command eval "\${l#"${COMMAND_PREFIX}"}" ;; esac; done`;
 /** Holds the same `MIGRALAB-READY <name>` / `MIGRALAB-ERROR ...` line, written before the control shell starts. */
 export const STATUS_PATH = '/run/migralab-status';
 
@@ -170,10 +178,13 @@ exec 3<>${CONTROL_TTY}
 stty -F ${CONTROL_TTY} raw -echo min 0 time 1
 cat <&3 >/dev/null # drain what arrived before the shell existed, until 0.1 s of silence
 stty -F ${CONTROL_TTY} raw -echo min 1 time 0
-# stdout is a pipe so sh stays non-interactive (no prompt, no line editing)
+# stdout is a pipe so sh stays non-interactive (no prompt, no line editing). Only whole lines
+# that start with the command prefix are run: the drain above can end inside a probe the host
+# sent early (0.1 s without a byte is common for a TCG guest on a busy host), and the tail of
+# that line, read as shell text, could open a quote that swallows every later command.
 (
   while true; do
-    sh <${CONTROL_TTY} 2>&1 | cat >${CONTROL_TTY}
+    sh -c '${CONTROL_LOOP}' <${CONTROL_TTY} 2>&1 | cat >${CONTROL_TTY}
     sleep 0.1
   done
 ) &

@@ -4,8 +4,9 @@
  *
  *   -chardev socket,id=ctl,path=P,server=on,wait=off -serial file:console.log -serial chardev:ctl
  *
- * Each exec() sends one `sh -c` invocation framed by a start and an end marker that
- * carry a per-call nonce; the markers are split by quotes in the text we send, so an
+ * Each exec() sends one line, COMMAND_PREFIX and a `sh -c` invocation framed by a start and
+ * an end marker that carry a per-call nonce (the guest runs only whole lines with the prefix,
+ * so the tail of a line cut by the init's drain is ignored, never read as shell text); the markers are split by quotes in the text we send, so an
  * echo of the command can never be mistaken for its result.
  */
 import { Deadline } from '../time/wait.ts';
@@ -13,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { connectUnix } from '../exec/local.ts';
 import { MigralabError } from '../errors.ts';
-import { ERROR_MARKER, READY_MARKER, STATUS_PATH } from '../image/init.ts';
+import { COMMAND_PREFIX, ERROR_MARKER, READY_MARKER, STATUS_PATH } from '../image/init.ts';
 
 /** The guest did not answer its control shell in time: a hung guest, not a failed command. */
 export class GuestTimeout extends MigralabError {
@@ -40,6 +41,16 @@ export const MAX_COMMAND_BYTES = 64 * 1024;
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The command as one line of shell text for `sh -c`: the guest runs a line at a time, so a
+ * command with line breaks travels as printf %b escapes and is rebuilt in the guest.
+ */
+export function commandWord(command: string): string {
+  if (!/[\r\n]/.test(command)) return shellQuote(command);
+  const escaped = command.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+  return `"$(printf '%b' ${shellQuote(escaped)})"`;
 }
 
 const STATUS_RE = new RegExp(`(?:^|[^A-Za-z0-9-])(${READY_MARKER} (\\S+)|${ERROR_MARKER}(?: (.*))?)$`);
@@ -189,7 +200,7 @@ export class GuestShell implements AsyncDisposable {
     const start = `@@S${nonce}@@\n`;
     const endRe = new RegExp(`@@E${nonce}:(\\d+)@@\\n`);
     // In the text sent, '@@''S' and "@@""E" keep the markers from appearing verbatim.
-    const line = `echo '@@''S${nonce}@@'; sh -c ${shellQuote(command)} </dev/null 2>&1; echo "@@""E${nonce}:$?@@"\n`;
+    const line = `${COMMAND_PREFIX}echo '@@''S${nonce}@@'; sh -c ${commandWord(command)} </dev/null 2>&1; echo "@@""E${nonce}:$?@@"\n`;
     this.socket.write(line);
     const short = command.length > 80 ? `${command.slice(0, 77)}...` : command;
     const result = await this.waitUntil(
