@@ -48,11 +48,19 @@ export function hostAt(cidr: Cidr, index: number): string {
   return intToIp(cidr.network + index);
 }
 
-/** A locally administered unicast MAC derived from an IPv4 address: 52:54:00 + last three octets. */
-export function macFor(ip: string): string {
+/** A locally administered unicast MAC derived from an IPv4 address: `oui` (default 52:54:00, QEMU's) + last three octets. */
+export function macFor(ip: string, oui = '52:54:00'): string {
   const n = ipToInt(ip);
   if (n === undefined) throw new Error(`bad ip ${ip}`);
-  return ['52', '54', '00', (n >>> 16) & 255, (n >>> 8) & 255, n & 255]
-    .map((v) => (typeof v === 'string' ? v : v.toString(16).padStart(2, '0')))
-    .join(':');
+  return [oui, ...[(n >>> 16) & 255, (n >>> 8) & 255, n & 255].map((v) => v.toString(16).padStart(2, '0'))].join(':');
+}
+
+/**
+ * The fixed MAC of a node's bridge, derived from the node's address. A Linux bridge whose
+ * address was never set takes the lowest MAC among its ports and changes it as guest taps
+ * come and go; peers keep the old one in their neighbour cache (and a TCP socket retrying
+ * its SYN keeps using it), so connections to the node stalled for up to a minute.
+ */
+export function bridgeMacFor(ip: string): string {
+  return macFor(ip, '02:6d:6c');
 }

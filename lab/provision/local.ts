@@ -12,6 +12,7 @@ import { MigralabError } from '../errors.ts';
 import { LocalNode, LocalProcess } from '../exec/local.ts';
 import type { NodeTransport } from '../exec/transport.ts';
 import { run } from '../exec/run.ts';
+import { bridgeMacFor } from '../net/address.ts';
 import { processAlive, processStartTime } from '../exec/proc.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { startGanesha } from '../nfs/ganesha.ts';
@@ -308,7 +309,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     await addNetns(n.netns);
     await attach(n.netns, n.switchPort, 'uplink');
     const ns = (...a: string[]) => run(['ip', '-n', n.netns, ...a]);
-    await ns('link', 'add', 'br0', 'type', 'bridge');
+    await ns('link', 'add', 'br0', 'address', bridgeMacFor(n.address), 'type', 'bridge');
     await ns('link', 'set', 'uplink', 'master', 'br0', 'up');
     await ns('addr', 'add', `${n.address}/${plan.prefix}`, 'dev', 'br0');
     await ns('link', 'set', 'br0', 'up');

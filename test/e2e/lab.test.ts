@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import { Ledger } from '../../lab/state/ledger.ts';
+import { bridgeMacFor } from '../../lab/net/address.ts';
 import { cli, onNode, leftovers, testPlan, testTopologyFile } from './helpers.ts';
 import type { LabPlan } from '../../lab/provision/plan.ts';
 
@@ -63,6 +64,19 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
       expect((await onNode(plan, self, ['getent', 'hosts', other])).stdout).toMatch(new RegExp(`^${addr.replace(/\./g, '\\.')}\\s+${other}`));
       const ping = await onNode(plan, self, ['ping', '-c', '1', '-W', '2', other]);
       expect(ping.exitCode, ping.stdout).toBe(0);
+    }
+  });
+
+  it("a node's bridge keeps its own MAC when a port with a lower one joins (peers' neighbour caches stay right)", async () => {
+    const mac = async () => (await onNode(plan, 'compute1', ['cat', '/sys/class/net/br0/address'])).stdout.trim();
+    expect(await mac()).toBe(bridgeMacFor('10.78.0.12'));
+    for (const argv of [['ip', 'tuntap', 'add', 'mlmactest', 'mode', 'tap'], ['ip', 'link', 'set', 'mlmactest', 'address', '02:00:00:00:00:01', 'master', 'br0', 'up']]) {
+      expect((await onNode(plan, 'compute1', argv)).exitCode).toBe(0);
+    }
+    try {
+      expect(await mac()).toBe(bridgeMacFor('10.78.0.12'));
+    } finally {
+      await onNode(plan, 'compute1', ['ip', 'link', 'del', 'mlmactest']);
     }
   });
 

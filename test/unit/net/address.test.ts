@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { parseCidr, inCidr, hostAt, macFor, ipToInt } from '../../../lab/net/address.ts';
+import { parseCidr, inCidr, hostAt, macFor, bridgeMacFor, ipToInt } from '../../../lab/net/address.ts';
 
 describe('addressing', () => {
   it('parses CIDRs and refuses host bits', () => {
@@ -18,5 +18,6 @@ describe('addressing', () => {
   });
   it('derives a stable locally administered MAC', () => {
     expect(macFor('10.77.0.100')).toBe('52:54:00:4d:00:64');
+    expect(bridgeMacFor('10.77.0.12')).toBe('02:6d:6c:4d:00:0c');
   });
 });
