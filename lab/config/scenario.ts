@@ -31,6 +31,43 @@ export type Strategy = (typeof strategies)[number];
 export const driverNames = ['qemu', 'libvirt'] as const;
 export type DriverName = (typeof driverNames)[number];
 
+/** Faults a scenario can inject into a migration (each becomes a cell beside the fault-free one). */
+export const faultKinds = ['kill-destination', 'stop-destination', 'cut-link', 'kill-nfs-server', 'fill-destination-disk'] as const;
+export type FaultKind = (typeof faultKinds)[number];
+export const faultPhases = ['mirror', 'ram', 'switchover-near'] as const;
+/** How long a cut link stays down by default. */
+export const CUT_LINK_DEFAULT_MS = 8000;
+
+const faultSchema = z
+  .strictObject({
+    kind: z.enum(faultKinds, { error: `expected one of ${faultKinds.join(', ')}` }),
+    /** When: the disk copy (block), the RAM copy, or when RAM remaining first drops under a few MiB. */
+    during: z.enum(faultPhases, { error: `expected one of ${faultPhases.join(', ')}` }).optional(),
+    /** Or: this many ms after the migration request. */
+    afterMs: z.number({ error: 'expected milliseconds after the request' }).int().min(0).optional(),
+    /** cut-link: how long the link stays down. */
+    forMs: z.number({ error: 'expected milliseconds' }).int().positive().optional(),
+  })
+  .superRefine((f, ctx) => {
+    if (f.during !== undefined && f.afterMs !== undefined) ctx.addIssue({ code: 'custom', path: ['afterMs'], message: 'expected either during or afterMs, not both' });
+    if (f.forMs !== undefined && f.kind !== 'cut-link') ctx.addIssue({ code: 'custom', path: ['forMs'], message: 'expected forMs only with kind cut-link' });
+  })
+  .transform((f) => ({ ...f, ...(f.during === undefined && f.afterMs === undefined ? { during: 'ram' as const } : {}), ...(f.kind === 'cut-link' ? { forMs: f.forMs ?? CUT_LINK_DEFAULT_MS } : {}) }));
+export type FaultSpec = z.output<typeof faultSchema>;
+
+/** Strategies a fault applies to: storage faults only where that storage is used. */
+export function faultStrategies(f: FaultSpec): readonly Strategy[] {
+  if (f.kind === 'kill-nfs-server') return ['shared'];
+  if (f.kind === 'fill-destination-disk' || f.during === 'mirror') return ['block'];
+  return strategies;
+}
+
+/** A short label for a fault: `kill-destination@ram`, `cut-link@afterMs=500,forMs=8000`. */
+export function faultLabel(f: FaultSpec): string {
+  const when = f.during ?? `afterMs=${f.afterMs}`;
+  return `${f.kind}@${when}${f.kind === 'cut-link' ? `,forMs=${f.forMs}` : ''}`;
+}
+
 const unique = <T>(what: string) => (xs: readonly T[], ctx: z.RefinementCtx) => {
   xs.forEach((x, i) => {
     if (xs.indexOf(x) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `${what} ${String(x)} is listed twice` });
@@ -103,6 +140,13 @@ export const scenarioSchema = z
     axes: z.record(z.string(), z.array(z.unknown(), { error: 'expected a list of values' }).min(1, { error: 'expected at least one value' })).default({}),
     /** Give up on one migration after this long (it is then cancelled; the guest stays on the source). */
     timeoutSeconds: z.number().positive().default(120),
+    /**
+     * Give up on a migration that makes no progress for this long (a hung destination, a link
+     * that stays down). A dead destination or NFS server is given up on at once.
+     */
+    stallSeconds: z.number().positive().default(20),
+    /** Faults to inject: each entry is a cell of its own beside the fault-free ones (qemu driver, local lab). */
+    faults: z.array(faultSchema, { error: 'expected a list of faults' }).default([]),
   })
   .superRefine((s, ctx) => {
     for (const [path, values] of Object.entries(s.axes)) {
@@ -128,6 +172,16 @@ export const scenarioSchema = z
           if (r.success && tooBig(r.data as number)) ctx.addIssue({ code: 'custom', path: ['axes', key, i], message: fits });
         }
       });
+    s.faults.forEach((f, i) => {
+      const applies = faultStrategies(f).filter((x) => s.strategies.includes(x));
+      if (!applies.length)
+        ctx.addIssue({ code: 'custom', path: ['faults', i, f.during === 'mirror' && f.kind !== 'kill-nfs-server' ? 'during' : 'kind'], message: `expected a fault that applies to strategies ${s.strategies.join(', ')}: ${f.kind}${f.during === 'mirror' ? ' during mirror' : ''} needs ${faultStrategies(f).join(' or ')}` });
+      if (f.kind === 'fill-destination-disk' && f.during !== 'mirror') ctx.addIssue({ code: 'custom', path: ['faults', i, f.during ? 'during' : 'afterMs'], message: 'expected during: mirror (the disk fills while it is copied)' });
+      if (f.afterMs !== undefined && f.afterMs >= s.timeoutSeconds * 1000) ctx.addIssue({ code: 'custom', path: ['faults', i, 'afterMs'], message: `expected less than timeoutSeconds (${s.timeoutSeconds * 1000} ms)` });
+      const key = JSON.stringify(f);
+      if (s.faults.findIndex((g) => JSON.stringify(g) === key) !== i) ctx.addIssue({ code: 'custom', path: ['faults', i], message: 'this fault is listed twice' });
+    });
+    if (s.faults.length && s.drivers.some((d) => d !== 'qemu')) ctx.addIssue({ code: 'custom', path: ['faults'], message: 'expected drivers: [qemu] with faults (faults are injected through the qemu driver)' });
     if (s.guest.diskData > s.guest.disk - 8 * 1024 ** 2)
       ctx.addIssue({ code: 'custom', path: ['guest', 'diskData'], message: 'expected at most the disk size minus 8MiB (the probe area)' });
   });

@@ -166,7 +166,18 @@ export interface MigrateOptions {
   copyMode: Settings['mirror']['copyMode'];
   /** Keep the destination paused after completion and compare both sides' RAM byte for byte. */
   ramDump?: boolean;
+  /** Give up when the migration makes no progress for this long (default: no limit but timeoutMs). */
+  stallMs?: number;
   signal?: AbortSignal;
+}
+
+/** The destination's hypervisor while a migration runs into it (fault injection). */
+export interface DestinationControl {
+  readonly node: string;
+  /** Sends SIGKILL (does not wait for the process to be gone). */
+  kill(): Promise<void>;
+  /** SIGSTOP (true) / SIGCONT (false). */
+  freeze(frozen: boolean): Promise<void>;
 }
 
 /** Where a migration is (for fault injection): the disk copy, the RAM copy, or close to the switchover. */
@@ -176,6 +187,8 @@ export interface MigrationEvents {
   progress?(p: MigrationProgress): void;
   /** Called once when a phase begins, with ms after the request. */
   phase?(phase: MigrationPhase, atMs: number): void;
+  /** Called once the destination's hypervisor runs, before the request. */
+  destination?(d: DestinationControl): void;
 }
 
 export interface MigrationOutcome {

@@ -90,12 +90,23 @@ export async function startGanesha(
       intervalMs: 20,
     });
   }
+  out.push(await spawnGanesha(node, spec, dir, hooks));
+  return out;
+}
+
+/** Starts ganesha.nfsd alone with the configuration startGanesha wrote (also: again, after it was killed). */
+export async function spawnGanesha(
+  node: NodeTransport,
+  spec: ExportSpec,
+  dir: string,
+  hooks: { beforeStart(name: string): Promise<unknown>; started(slot: unknown, proc: ProcessHandle): Promise<void> },
+): Promise<StartedProcess> {
+  const conf = join(dir, 'ganesha.conf');
   const slot = await hooks.beforeStart('ganesha');
   const proc = await node.spawn(['ganesha.nfsd', '-F', '-L', join(dir, 'ganesha.log'), '-f', conf, '-p', '/run/ganesha/ganesha.pid', '-N', 'NIV_EVENT'], {
     logFile: join(dir, 'ganesha.out'),
   });
   await hooks.started(slot, proc);
-  out.push({ name: 'ganesha', pid: proc.pid });
   await waitFor(
     `ganesha to listen on ${spec.bindAddress}:2049 (see ${join(dir, 'ganesha.log')})`,
     async () => {
@@ -107,5 +118,5 @@ export async function startGanesha(
     },
     { timeoutMs: 15_000, intervalMs: 25 },
   );
-  return out;
+  return { name: 'ganesha', pid: proc.pid };
 }

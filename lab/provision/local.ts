@@ -15,13 +15,13 @@ import { run } from '../exec/run.ts';
 import { bridgeMacFor } from '../net/address.ts';
 import { processAlive, processStartTime } from '../exec/proc.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
-import { startGanesha } from '../nfs/ganesha.ts';
+import { spawnGanesha, startGanesha } from '../nfs/ganesha.ts';
 import { buildGuestImage } from '../image/build.ts';
 import { planLab, hostsFile, type LabPlan, type NodePlan } from './plan.ts';
 import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, knownIssues, type Environment } from './environment.ts';
 import { probeAccelerator } from './accel.ts';
 import { waitFor } from '../time/wait.ts';
-import type { DownReport, LabInfo, LabNode, LabStatus, Progress, Provider, StartedLab } from './provider.ts';
+import type { DownReport, LabInfo, LabNode, LabStatus, NfsServerControl, Progress, Provider, StartedLab } from './provider.ts';
 
 export type { LabInfo } from './provider.ts';
 
@@ -97,6 +97,48 @@ class LocalLabNode implements LabNode {
   }
 }
 
+function exportSpec(plan: LabPlan) {
+  return { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions: [plan.nfsVersion] };
+}
+
+/** Every daemon is in the ledger before it starts, with its PID once it runs. */
+function ledgerHooks(ledger: Ledger) {
+  return {
+    beforeStart: (name: string) => ledger.record({ kind: 'process', name, node: 'lab' }),
+    started: (entry: unknown, proc: { pid: number; startTime?: string }) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid: proc.pid, startTime: proc.startTime }),
+  };
+}
+
+/** ganesha of a local lab, killed and started again by fault injection (its ledger entry follows). */
+class LocalNfsServer implements NfsServerControl {
+  constructor(
+    private readonly plan: LabPlan,
+    private readonly ledger: Ledger,
+  ) {}
+  get node(): string {
+    return this.plan.nfsServer.name;
+  }
+  private entry() {
+    return this.ledger.resources.find((r): r is Extract<Resource, { kind: 'process' }> => r.kind === 'process' && r.name === 'ganesha' && r.pid !== undefined);
+  }
+  async kill(): Promise<void> {
+    const e = this.entry();
+    if (!e?.pid) throw new MigralabError('LAB', `lab ${this.plan.lab} has no running ganesha in its ledger`);
+    const pid = e.pid;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    await waitFor(`ganesha (pid ${pid}) to die`, async () => !processAlive(pid), { timeoutMs: 5000, intervalMs: 10 });
+    await this.ledger.forget((r) => r === e);
+  }
+  async restart(): Promise<void> {
+    if (this.entry()) return;
+    await spawnGanesha(nodeTransport(this.plan.nfsServer), exportSpec(this.plan), this.plan.nfsServer.dir, ledgerHooks(this.ledger));
+  }
+}
+
 /** A lab of namespaces on this host that is up. */
 export class LocalLab implements StartedLab {
   readonly nodes: LocalLabNode[];
@@ -112,7 +154,10 @@ export class LocalLab implements StartedLab {
     this.nodes = plan.nodes.map((n) => new LocalLabNode(n));
     this.computes = this.nodes.filter((n) => n.plan.roles.includes('compute'));
     this.obs = observerTransport(plan);
+    if (plan.nfsService) this.nfsServer = new LocalNfsServer(plan, ledger);
   }
+
+  readonly nfsServer?: NfsServerControl;
 
   node(name: string): LabNode {
     const n = this.nodes.find((x) => x.name === name);
@@ -337,10 +382,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   if (plan.nfsService) {
     progress(`nfs: ganesha on ${plan.nfsServer.name} exporting ${plan.nfsServer.instancesDir} to ${plan.cidr}`);
     const server = nodeTransport(plan.nfsServer);
-    await startGanesha(server, { path: plan.nfsServer.instancesDir, clients: plan.cidr, bindAddress: plan.nfsServer.address, versions: [plan.nfsVersion] }, plan.nfsServer.dir, {
-      beforeStart: (name) => ledger.record({ kind: 'process', name, node: 'lab' }),
-      started: (entry, proc) => ledger.update(entry as Extract<Resource, { kind: 'process' }>, { pid: proc.pid, startTime: proc.startTime }),
-    });
+    await startGanesha(server, exportSpec(plan), plan.nfsServer.dir, ledgerHooks(ledger));
     for (const c of plan.nodes.filter((n) => n.roles.includes('nfs-client'))) {
       const node = nodeTransport(c);
       if (nfs.client === 'kernel') {

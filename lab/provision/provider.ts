@@ -49,10 +49,20 @@ export interface StartedLab extends AsyncDisposable {
   node(name: string): LabNode;
   /** Where the ping observer runs. */
   observer(): NodeTransport;
+  /** The lab's NFS server, for fault injection (the local lab; undefined where it cannot be controlled). */
+  readonly nfsServer?: NfsServerControl;
   /** Takes the lab down (whoever raised it). */
   down(progress?: Progress): Promise<DownReport>;
   /** Lets go of the lab without taking it down: closes connections to its hosts. */
   release(): void;
+}
+
+export interface NfsServerControl {
+  readonly node: string;
+  /** SIGKILL of the NFS server daemon; resolves once it is gone. */
+  kill(): Promise<void>;
+  /** Starts it again as up did, and waits until it serves. */
+  restart(): Promise<void>;
 }
 
 export interface DownReport {

@@ -58,6 +58,9 @@ export interface IterationObservation {
   /** The cell's own memory workload (false: the check ran a small writer of its own). */
   scenarioMemoryWorkload: boolean;
   notes: string[];
+  /** The fault injected into this iteration, and what it should end as. */
+  fault?: { kind: string; during: string; injectedAtMs: number | null; detail?: string };
+  expectedOutcome?: 'completes' | 'stays-on-source';
 }
 
 /** Microsecond resolution is what ping -D gives; more digits would be noise in the file. */
@@ -66,6 +69,24 @@ function round3(v: number): number {
 }
 
 export function toIteration(o: IterationObservation): IterationResult {
+  const r = record(o);
+  if (o.fault) r.fault = { ...o.fault };
+  if (o.expectedOutcome) {
+    const injected = o.fault?.injectedAtMs !== null && o.fault?.injectedAtMs !== undefined;
+    const v = r.verified;
+    const stayed = !!r.failure && o.guestOn?.node === o.source && o.guestOn.status === 'running' && v.answersPing && v.diskIntact && v.ramIntact !== false;
+    const met = injected && (o.expectedOutcome === 'completes' ? r.ok : stayed);
+    if (!injected) r.notes.push(`the fault was not injected: ${o.fault?.detail ?? 'its moment never came'}`);
+    else if (!met)
+      r.notes.push(
+        o.expectedOutcome === 'completes' ? 'expected the migration to complete despite the fault' : 'expected the migration to fail with the guest running on the source, its disk and RAM intact',
+      );
+    r.expected = { outcome: o.expectedOutcome, met };
+  }
+  return r;
+}
+
+function record(o: IterationObservation): IterationResult {
   const f = o.figures;
   const notes = [...o.notes];
   const link = o.settings.link;

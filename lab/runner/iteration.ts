@@ -19,6 +19,7 @@ import { toIteration, type IterationObservation } from '../results/record.ts';
 import type { IterationResult } from '../results/schema.ts';
 import type { Cell } from './matrix.ts';
 import { PROBE_AREA_MIB, type GuestSlot } from './guests.ts';
+import { expectedOutcome, FaultInjection } from './faults.ts';
 
 /** The in-guest pause probe's period. */
 const GUEST_PROBE_PERIOD_US = 1000;
@@ -27,9 +28,11 @@ export interface IterationContext {
   lab: StartedLab;
   pingIntervalMs: number;
   timeoutMs: number;
+  /** Give up on a migration that makes no progress for this long. */
+  stallMs?: number;
   signal?: AbortSignal;
   events?: MigrationEvents;
-  /** Called with the migration's events, for fault injection (lab/runner/faults.ts). */
+  /** Extra observers of the migration's events (tests). */
   hooks?: { migrationEvents?: MigrationEvents; afterMigration?(): Promise<void> };
 }
 
@@ -83,6 +86,11 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     scenarioMemoryWorkload: settings.workload.memory.rateMiBs > 0,
     notes: [],
   };
+  const fault = cell.fault ? new FaultInjection(cell.fault, ctx.lab, destination, slot.name) : undefined;
+  if (fault) {
+    obs.fault = fault.record;
+    obs.expectedOutcome = expectedOutcome(cell.fault!, ctx.stallMs ?? Infinity);
+  }
   if (slot.broken) return { result: toIteration({ ...obs, skipped: slot.broken }), interrupted: false };
 
   let interrupted = false;
@@ -117,6 +125,7 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   try {
     await ping.waitForReply(10_000);
     const before = slot.instance();
+    await fault?.prepare(slot.spec.diskBytes);
     const sourceDisk = await before.disk();
     const tx0 = await source.txBytes();
     const cpu0 = process.cpuUsage();
@@ -124,8 +133,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       outcome = await slot.driver.migrate(
         before,
         destination,
-        { timeoutMs: ctx.timeoutMs, tunables: settings.tunables, copyMode: settings.mirror.copyMode, ramDump: settings.verify.ramDump, signal: ctx.signal },
-        mergeEvents(ctx.events, ctx.hooks?.migrationEvents),
+        { timeoutMs: ctx.timeoutMs, stallMs: ctx.stallMs, tunables: settings.tunables, copyMode: settings.mirror.copyMode, ramDump: settings.verify.ramDump, signal: ctx.signal },
+        mergeEvents(ctx.events, ctx.hooks?.migrationEvents, fault?.events()),
       );
     } catch (e) {
       if (!(e instanceof MigrationFailed)) throw e;
@@ -136,6 +145,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
         slot.current = e.landed;
       }
     }
+    // The link back up, the NFS server serving again: then the guest is checked wherever it is.
+    await fault?.restore();
     const cpu = process.cpuUsage(cpu0);
     obs.harnessCpuMs = (cpu.user + cpu.system) / 1000;
     if (outcome) {
@@ -198,6 +209,7 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       obs.guestOn = { node: source.name, status: await slot.instance().status().catch(() => 'unknown') };
     }
   } finally {
+    await fault?.restore().catch((e) => obs.notes.push(`undoing the fault failed: ${(e as Error).message}`));
     const pingCpu = ping.pid !== undefined ? processCpuMs(ping.pid) : undefined;
     obs.ping = await ping.stop();
     obs.windowMs = performance.now() - windowStart;
@@ -224,16 +236,11 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   return { result: toIteration(obs), interrupted };
 }
 
-function mergeEvents(a: MigrationEvents | undefined, b: MigrationEvents | undefined): MigrationEvents {
+function mergeEvents(...all: (MigrationEvents | undefined)[]): MigrationEvents {
   return {
-    progress: (p) => {
-      a?.progress?.(p);
-      b?.progress?.(p);
-    },
-    phase: (ph, t) => {
-      a?.phase?.(ph, t);
-      b?.phase?.(ph, t);
-    },
+    progress: (p) => all.forEach((x) => x?.progress?.(p)),
+    phase: (ph, t) => all.forEach((x) => x?.phase?.(ph, t)),
+    destination: (d) => all.forEach((x) => x?.destination?.(d)),
   };
 }
 

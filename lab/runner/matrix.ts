@@ -1,4 +1,4 @@
-import type { DriverName, Scenario, Strategy } from '../config/scenario.ts';
+import { faultLabel, faultStrategies, type DriverName, type FaultSpec, type Scenario, type Strategy } from '../config/scenario.ts';
 import { leaves, withValue, type AxisPath, type Settings } from '../config/settings.ts';
 
 /** One cell of a scenario's matrix: a strategy and one value of every axis. */
@@ -10,8 +10,10 @@ export interface Cell {
   strategy: Strategy;
   driver: DriverName;
   /** The axis values as written in the scenario (and `driver` when a scenario has several). */
-  params: Partial<Record<AxisPath, unknown>>;
+  params: Partial<Record<AxisPath | 'driver' | 'fault', unknown>>;
   settings: Settings;
+  /** The fault this cell injects into each of its migrations (none: the fault-free cell). */
+  fault?: FaultSpec;
 }
 
 function baseSettings(s: Scenario): Settings {
@@ -25,15 +27,21 @@ export function expandCells(s: Scenario): Cell[] {
     combos = combos.flatMap((c) => values.map((v) => ({ params: { ...c.params, [path]: v }, settings: withValue(c.settings, path, leaves[path].parse(v)) })));
   }
   const manyDrivers = s.drivers.length > 1 || s.drivers[0] !== 'qemu';
-  return s.drivers.flatMap((driver) =>
-    combos.flatMap((c) =>
-      s.strategies.map((strategy) => {
-        const params: Record<string, unknown> = manyDrivers ? { driver, ...c.params } : c.params;
-        const group = Object.entries(params)
-          .map(([k, v]) => `${k}=${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`)
-          .join(', ');
-        return { label: group ? `${strategy}, ${group}` : strategy, group, strategy, driver, params: params as Cell['params'], settings: c.settings };
-      }),
+  // The fault-free cells first, then each fault's, for the strategies it applies to.
+  const faults: (FaultSpec | undefined)[] = [undefined, ...s.faults];
+  return faults.flatMap((fault) =>
+    s.drivers.flatMap((driver) =>
+      combos.flatMap((c) =>
+        s.strategies
+          .filter((strategy) => !fault || faultStrategies(fault).includes(strategy))
+          .map((strategy) => {
+            const params: Record<string, unknown> = { ...(manyDrivers ? { driver } : {}), ...c.params, ...(fault ? { fault: faultLabel(fault) } : {}) };
+            const group = Object.entries(params)
+              .map(([k, v]) => `${k}=${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`)
+              .join(', ');
+            return { label: group ? `${strategy}, ${group}` : strategy, group, strategy, driver, params: params as Cell['params'], settings: c.settings, ...(fault ? { fault } : {}) };
+          }),
+      ),
     ),
   );
 }

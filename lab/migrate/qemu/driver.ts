@@ -32,6 +32,7 @@ import { QemuInstance, launchFor } from './instance.ts';
 import { LONG_QMP_MS, SAMPLE_MS, stepsFor, type Qmp, type StorageSteps } from './storage.ts';
 import type { DiskSpec } from '../../qemu/argv.ts';
 import { effectiveTunables, tunablesFor } from './tunables.ts';
+import { Watchdog, type Finding, type HealthCheck } from '../watchdog.ts';
 
 export const MIGRATION_PORT = 4444;
 export const NBD_PORT = 10809;
@@ -97,6 +98,7 @@ export class QemuDriver implements MigrationDriver {
         qmpTimeoutMs: this.opts.qmpTimeoutMs,
       });
       const started = dest;
+      events.destination?.({ node: destination.name, kill: () => started.proc.signal('SIGKILL'), freeze: (frozen) => started.proc.signal(frozen ? 'SIGSTOP' : 'SIGCONT') });
       const figures = await migrateOverQmp({
         source: source.qmp,
         dest: started.qmp,
@@ -107,6 +109,8 @@ export class QemuDriver implements MigrationDriver {
         events,
         prepareStartedAt: tPrep,
         compareRam: () => compareRam(source, started, guest, destination),
+        health: healthCheck({ dest: started, from: instance.node, destination, guest, nfsServer: this.lab.plan.nfsServer }),
+        ...(guest.strategy === 'shared' ? { watch: (trip: (f: Finding) => void) => watchNfsServer(instance.node, this.lab.plan.nfsServer, trip) } : {}),
       });
       return { instance: new QemuInstance(this.lab, guest, destination, started), figures };
     } catch (e) {
@@ -141,6 +145,57 @@ export class QemuDriver implements MigrationDriver {
   }
 }
 
+/**
+ * What is wrong with a migration that stands still, looked at from the source node: the
+ * destination's QEMU gone, the NFS server gone (shared storage), the destination
+ * unreachable, or its QEMU not answering QMP (hung).
+ */
+function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode; guest: GuestSpec; nfsServer: { name: string; address: string } }): HealthCheck {
+  return async () => {
+    if (!(await o.dest.alive())) return { kind: 'destination-died', fatal: true, message: `the destination QEMU on ${o.destination.name} is gone` };
+    if (o.guest.strategy === 'shared' && !(await tcpOpen(o.from, o.nfsServer.address, 2049)))
+      return { kind: 'storage-lost', fatal: true, message: `the NFS server on ${o.nfsServer.name} (${o.nfsServer.address}:2049) does not accept connections: the shared storage is gone` };
+    const ping = await o.from.transport.run(['ping', '-c', '1', '-W', '1', o.destination.address], { check: false });
+    if (ping.exitCode !== 0) return { kind: 'link-lost', fatal: false, message: `${o.from.name} cannot reach ${o.destination.name} (${o.destination.address}): the migration path is down` };
+    const answers = await o.dest.qmp.execute('query-status', undefined, { timeoutMs: 1500 }).then(() => true, () => false);
+    if (!answers) return { kind: 'destination-hung', fatal: false, message: `the destination QEMU on ${o.destination.name} does not answer QMP: it hangs` };
+    return undefined;
+  };
+}
+
+/** Is a TCP port open from `from`? (one connection attempt, 1 s at most) */
+async function tcpOpen(from: LabNode, addr: string, port: number): Promise<boolean> {
+  return (await from.transport.run(['timeout', '1', 'bash', '-c', `echo -n >/dev/tcp/${addr}/${port}`], { check: false })).exitCode === 0;
+}
+
+/**
+ * Shared storage watched without polling: one idle TCP connection from the source node to
+ * the NFS server's port, held open during the migration. The server dying closes it; a new
+ * connection being refused confirms the loss (an idle connection the server closed is just
+ * opened again).
+ */
+function watchNfsServer(from: LabNode, server: { name: string; address: string }, trip: (f: Finding) => void): () => void {
+  let stopped = false;
+  let current: ReturnType<LabNode['transport']['stream']> | undefined;
+  const lost = (why: string) => trip({ kind: 'storage-lost', fatal: true, message: `the NFS server on ${server.name} (${server.address}:2049) ${why}: the shared storage is gone` });
+  const hold = () => {
+    if (stopped) return;
+    const p = from.transport.stream(['bash', '-c', `exec 3<>/dev/tcp/${server.address}/2049 || exit 3; cat <&3 >/dev/null`]);
+    current = p;
+    void p.exited.then(async (x) => {
+      if (stopped) return;
+      if (x.exitCode === 3) return lost('refuses connections');
+      if (!(await tcpOpen(from, server.address, 2049))) return lost('closed its connection and refuses new ones');
+      hold();
+    });
+  };
+  hold();
+  return () => {
+    stopped = true;
+    current?.kill('SIGKILL');
+  };
+}
+
 export interface QmpMigration {
   source: Qmp;
   dest: Qmp;
@@ -154,6 +209,10 @@ export interface QmpMigration {
   prepareStartedAt: number;
   /** With options.ramDump: compare both sides' RAM while both are paused. */
   compareRam?: () => Promise<RamDumpComparison>;
+  /** What is wrong when the migration stops making progress (lab/migrate/watchdog.ts). */
+  health?: HealthCheck;
+  /** Starts watchers that report a confirmed failure at once (from the request); returns their stop. */
+  watch?: (trip: (f: Finding) => void) => () => void;
 }
 
 /**
@@ -171,159 +230,180 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
   let t0: number | undefined;
   const deadline = performance.now() + options.timeoutMs;
   const check = (what: string) => {
+    if (watchdog.fired) throw new MigralabError('MIGRATION', watchdog.fired.message);
     if (options.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted during ${what}`);
     if (performance.now() > deadline) throw new Timeout(`timed out after ${options.timeoutMs} ms during ${what}`);
   };
-  try {
-    const destEvents = dq.eventCursor();
-    const { caps, params } = tunablesFor(options.tunables);
-    // Capabilities that change the stream (multifd, postcopy) must match on both sides, before migrate-incoming.
-    await dq.execute('migrate-set-capabilities', { capabilities: caps.filter((c) => c.capability !== 'auto-converge') });
-    if (params['multifd-channels'] !== undefined) await dq.execute('migrate-set-parameters', { 'multifd-channels': params['multifd-channels'] });
-    await dq.execute('migrate-incoming', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` });
-    await steps.exportDisks(dq, destAddr, NBD_PORT, disks);
-    await sq.execute('migrate-set-capabilities', { capabilities: caps });
-    if (Object.keys(params).length) await sq.execute('migrate-set-parameters', params);
-    const tunables = await effectiveTunables(sq);
-    const prepareMs = performance.now() - m.prepareStartedAt;
+  const watchdog = new Watchdog(m.health, options.stallMs);
+  let stopWatchers: (() => void) | undefined;
+  const body = async (): Promise<MigrationFigures> => {
+      const destEvents = dq.eventCursor();
+      const { caps, params } = tunablesFor(options.tunables);
+      // Capabilities that change the stream (multifd, postcopy) must match on both sides, before migrate-incoming.
+      await dq.execute('migrate-set-capabilities', { capabilities: caps.filter((c) => c.capability !== 'auto-converge') });
+      if (params['multifd-channels'] !== undefined) await dq.execute('migrate-set-parameters', { 'multifd-channels': params['multifd-channels'] });
+      await dq.execute('migrate-incoming', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` });
+      await steps.exportDisks(dq, destAddr, NBD_PORT, disks);
+      await sq.execute('migrate-set-capabilities', { capabilities: caps });
+      if (Object.keys(params).length) await sq.execute('migrate-set-parameters', params);
+      const tunables = await effectiveTunables(sq);
+      const prepareMs = performance.now() - m.prepareStartedAt;
 
-    const samples: MigrationSample[] = [];
-    const marks: MigrationMarks = { mirrorReady: null, ramStart: null, postcopyStart: null, completed: null, destRunning: null, cleanedUp: null };
-    const notes: string[] = [];
-    const srcEvents = sq.eventCursor();
-    t0 = performance.now();
-    // epoch ms on the same clock as since(), so QEMU's event timestamps line up with the marks
-    const startedAt = performance.timeOrigin + t0;
-    const since = () => performance.now() - t0!;
+      const samples: MigrationSample[] = [];
+      const marks: MigrationMarks = { mirrorReady: null, ramStart: null, postcopyStart: null, completed: null, destRunning: null, cleanedUp: null };
+      const notes: string[] = [];
+      const srcEvents = sq.eventCursor();
+      t0 = performance.now();
+      watchdog.arm();
+      stopWatchers = m.watch?.((f) => watchdog.trip(f));
+      // epoch ms on the same clock as since(), so QEMU's event timestamps line up with the marks
+      const startedAt = performance.timeOrigin + t0;
+      const since = () => performance.now() - t0!;
 
-    if (steps.strategy === 'block') {
-      events.phase?.('mirror', 0);
-      copyStarted = true;
-      await steps.copy(sq, destAddr, NBD_PORT, disks, options.copyMode, {
-        since,
-        check,
-        sleep,
-        sample: (jobs: BlockJobInfo[]) => {
-          const done = sum(jobs.map((j) => j.offset));
-          const total = sum(jobs.map((j) => j.len));
-          samples.push({ t: since(), phase: 'mirror', diskDone: done, diskRemaining: total - done, ramTransferred: null, ramRemaining: null, dirtyBytesPerSec: null, mbps: null, iterations: null });
-          events.progress?.({ phase: 'mirror', done, total });
-        },
-      });
-      marks.mirrorReady = since();
-    }
-
-    const terminal = (ev: QmpEvent) => ['completed', 'failed', 'cancelled'].includes((ev.data as { status: string }).status);
-    const completed = sq.waitForEvent('MIGRATION', terminal, options.timeoutMs, { since: srcEvents });
-    completed.catch(() => {});
-    let finalStatus: string | undefined;
-    let endT = 0;
-    completed.then(
-      (ev) => {
-        endT = performance.now();
-        finalStatus = (ev.data as { status: string }).status;
-      },
-      () => {},
-    );
-    marks.ramStart = since();
-    events.phase?.('ram', marks.ramStart);
-    await sq.execute('migrate', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` }, { timeoutMs: LONG_QMP_MS });
-    let near = false;
-    for (;;) {
-      if (finalStatus) break;
-      check('the RAM copy');
-      const info = await sq.execute<MigrationInfo>('query-migrate');
-      if (info.status === 'failed' || info.status === 'cancelled') {
-        finalStatus = info.status;
-        break;
-      }
-      const diskDone = steps.strategy === 'block' ? await steps.copied(sq) : null;
-      const ram = info.ram;
-      // a stale `completed` (this QEMU's own incoming migration) is not a sample of this one
-      if (info.status !== 'completed' && info.status !== 'none') {
-        const pageSize = ram?.['page-size'] ?? 4096;
-        samples.push({
-          t: since(),
-          phase: info.status === 'postcopy-active' ? 'postcopy' : info.status === 'device' ? 'switchover' : 'ram',
-          diskDone,
-          diskRemaining: null,
-          ramTransferred: ram?.transferred ?? null,
-          ramRemaining: ram?.remaining ?? null,
-          dirtyBytesPerSec: ram?.['dirty-pages-rate'] !== undefined ? ram['dirty-pages-rate'] * pageSize : null,
-          mbps: ram?.mbps ?? null,
-          iterations: ram?.['dirty-sync-count'] ?? null,
+      if (steps.strategy === 'block') {
+        events.phase?.('mirror', 0);
+        copyStarted = true;
+        await steps.copy(sq, destAddr, NBD_PORT, disks, options.copyMode, {
+          since,
+          check,
+          sleep,
+          sample: (jobs: BlockJobInfo[]) => {
+            const done = sum(jobs.map((j) => j.offset));
+            const total = sum(jobs.map((j) => j.len));
+            samples.push({ t: since(), phase: 'mirror', diskDone: done, diskRemaining: total - done, ramTransferred: null, ramRemaining: null, dirtyBytesPerSec: null, mbps: null, iterations: null });
+            events.progress?.({ phase: 'mirror', done, total });
+            watchdog.progressed(done);
+          },
         });
-        if (ram) events.progress?.({ phase: 'ram', done: ram.transferred, total: ram.transferred + ram.remaining });
-        if (!near && ram && ram.transferred > 0 && ram.remaining < SWITCHOVER_NEAR_BYTES) {
-          near = true;
-          events.phase?.('switchover-near', since());
+        marks.mirrorReady = since();
+      }
+
+      const terminal = (ev: QmpEvent) => ['completed', 'failed', 'cancelled'].includes((ev.data as { status: string }).status);
+      const completed = sq.waitForEvent('MIGRATION', terminal, options.timeoutMs, { since: srcEvents });
+      completed.catch(() => {});
+      let finalStatus: string | undefined;
+      let endT = 0;
+      completed.then(
+        (ev) => {
+          endT = performance.now();
+          finalStatus = (ev.data as { status: string }).status;
+        },
+        () => {},
+      );
+      marks.ramStart = since();
+      events.phase?.('ram', marks.ramStart);
+      await sq.execute('migrate', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` }, { timeoutMs: LONG_QMP_MS });
+      let near = false;
+      for (;;) {
+        if (finalStatus) break;
+        check('the RAM copy');
+        const info = await sq.execute<MigrationInfo>('query-migrate');
+        if (info.status === 'failed' || info.status === 'cancelled') {
+          finalStatus = info.status;
+          break;
         }
+        const diskDone = steps.strategy === 'block' ? await steps.copied(sq) : null;
+        const ram = info.ram;
+        watchdog.progressed((ram?.transferred ?? 0) + (diskDone ?? 0));
+        // a stale `completed` (this QEMU's own incoming migration) is not a sample of this one
+        if (info.status !== 'completed' && info.status !== 'none') {
+          const pageSize = ram?.['page-size'] ?? 4096;
+          samples.push({
+            t: since(),
+            phase: info.status === 'postcopy-active' ? 'postcopy' : info.status === 'device' ? 'switchover' : 'ram',
+            diskDone,
+            diskRemaining: null,
+            ramTransferred: ram?.transferred ?? null,
+            ramRemaining: ram?.remaining ?? null,
+            dirtyBytesPerSec: ram?.['dirty-pages-rate'] !== undefined ? ram['dirty-pages-rate'] * pageSize : null,
+            mbps: ram?.mbps ?? null,
+            iterations: ram?.['dirty-sync-count'] ?? null,
+          });
+          if (ram) events.progress?.({ phase: 'ram', done: ram.transferred, total: ram.transferred + ram.remaining });
+          if (!near && ram && ram.transferred > 0 && ram.remaining < SWITCHOVER_NEAR_BYTES) {
+            near = true;
+            events.phase?.('switchover-near', since());
+          }
+        }
+        // Post-copy: switch once the first full pass over RAM has been sent.
+        if (options.tunables.postcopy && marks.postcopyStart === null && info.status === 'active' && (ram?.['dirty-sync-count'] ?? 0) >= 2) {
+          await sq.execute('migrate-start-postcopy').catch(() => {});
+          marks.postcopyStart = since();
+        }
+        await Promise.race([completed.catch(() => {}), sleep(SAMPLE_MS)]);
       }
-      // Post-copy: switch once the first full pass over RAM has been sent.
-      if (options.tunables.postcopy && marks.postcopyStart === null && info.status === 'active' && (ram?.['dirty-sync-count'] ?? 0) >= 2) {
-        await sq.execute('migrate-start-postcopy').catch(() => {});
-        marks.postcopyStart = since();
+      if (finalStatus !== 'completed') {
+        const why = (await sq.execute<MigrationInfo>('query-migrate').catch(() => undefined))?.['error-desc'];
+        throw new MigralabError('MIGRATION', `migration ${finalStatus}${why ? `: ${why}` : ''}`);
       }
-      await Promise.race([completed.catch(() => {}), sleep(SAMPLE_MS)]);
-    }
-    if (finalStatus !== 'completed') {
-      const why = (await sq.execute<MigrationInfo>('query-migrate').catch(() => undefined))?.['error-desc'];
-      throw new MigralabError('MIGRATION', `migration ${finalStatus}${why ? `: ${why}` : ''}`);
-    }
-    const durationMs = endT - t0;
-    marks.completed = durationMs;
-    // migrate-start-postcopy that lost the race with completion: post-copy never ran.
-    if (marks.postcopyStart !== null && marks.postcopyStart >= durationMs) marks.postcopyStart = null;
-    const completedAt = startedAt + durationMs;
+      watchdog.stop();
+      stopWatchers?.();
+      const durationMs = endT - t0;
+      marks.completed = durationMs;
+      // migrate-start-postcopy that lost the race with completion: post-copy never ran.
+      if (marks.postcopyStart !== null && marks.postcopyStart >= durationMs) marks.postcopyStart = null;
+      const completedAt = startedAt + durationMs;
 
-    const reading = await readFinalFigures(sq);
-    notes.push(...reading.notes);
-    const stop = sq.eventsSince(srcEvents).find((e) => e.event === 'STOP');
+      const reading = await readFinalFigures(sq);
+      notes.push(...reading.notes);
+      const stop = sq.eventsSince(srcEvents).find((e) => e.event === 'STOP');
 
-    let ramDump: RamDumpComparison | undefined;
-    if (options.ramDump && m.compareRam) {
-      ramDump = await m.compareRam();
-      notes.push(`RAM dump comparison took ${ramDump.tookMs.toFixed(0)} ms with both sides paused: this iteration's interruption is not comparable for timing`);
-      await dq.execute('cont');
-    }
-    // The source's `completed` is not the guest running again: the destination may still
-    // be loading device state. Its RESUME event (QEMU's own timestamp, same host clock) says when it ran.
-    const resumed = await dq.waitForEvent('RESUME', undefined, 10_000, { since: destEvents }).catch(() => undefined);
-    marks.destRunning = resumed ? epochOf(resumed) - startedAt : null;
-    if (!resumed) notes.push('the destination sent no RESUME event within 10 s of completion');
-    const evDowntime = ramDump ? null : eventDowntimeMs(stop?.timestamp, resumed?.timestamp);
-    if (!stop) notes.push('the source sent no STOP event: event downtime not known');
+      let ramDump: RamDumpComparison | undefined;
+      if (options.ramDump && m.compareRam) {
+        ramDump = await m.compareRam();
+        notes.push(`RAM dump comparison took ${ramDump.tookMs.toFixed(0)} ms with both sides paused: this iteration's interruption is not comparable for timing`);
+        await dq.execute('cont');
+      }
+      // The source's `completed` is not the guest running again: the destination may still
+      // be loading device state. Its RESUME event (QEMU's own timestamp, same host clock) says when it ran.
+      const resumed = await dq.waitForEvent('RESUME', undefined, 10_000, { since: destEvents }).catch(() => undefined);
+      marks.destRunning = resumed ? epochOf(resumed) - startedAt : null;
+      if (!resumed) notes.push('the destination sent no RESUME event within 10 s of completion');
+      const evDowntime = ramDump ? null : eventDowntimeMs(stop?.timestamp, resumed?.timestamp);
+      if (!stop) notes.push('the source sent no STOP event: event downtime not known');
 
-    const diskBytes = await steps.finish(sq, dq, disks);
-    marks.cleanedUp = since();
-    return {
-      durationMs,
-      prepareMs,
-      mirrorMs: marks.mirrorReady,
-      startedAt,
-      completedAt,
-      samples,
-      marks,
-      tunables,
-      qemu: {
-        ...reading.figures,
-        diskBytes,
-        dirtyBytesPerSecMax: max(samples.map((x) => x.dirtyBytesPerSec)) ?? null,
-        eventDowntimeMs: evDowntime,
-      },
-      ...(ramDump ? { ramDump } : {}),
-      notes,
-    };
-  } catch (e) {
+      const diskBytes = await steps.finish(sq, dq, disks);
+      marks.cleanedUp = since();
+      return {
+        durationMs,
+        prepareMs,
+        mirrorMs: marks.mirrorReady,
+        startedAt,
+        completedAt,
+        samples,
+        marks,
+        tunables,
+        qemu: {
+          ...reading.figures,
+          diskBytes,
+          dirtyBytesPerSecMax: max(samples.map((x) => x.dirtyBytesPerSec)) ?? null,
+          eventDowntimeMs: evDowntime,
+        },
+        ...(ramDump ? { ramDump } : {}),
+        notes,
+      };
+  };
+  try {
+    const running = body();
+    running.catch(() => {});
+    return await Promise.race([running, watchdog.failed]);
+  } catch (caught) {
+    watchdog.stop();
+    stopWatchers?.();
     const detectedAfterMs = t0 !== undefined ? performance.now() - t0 : undefined;
+    const fired = watchdog.fired && caught === watchdog.fired ? watchdog.fired : undefined;
+    const e = fired ? new MigralabError('MIGRATION', fired.message) : caught;
+    // What went wrong, from what can be seen now (the watchdog may have found it already).
+    const finding = fired ?? (t0 !== undefined && !(e instanceof MigralabError && e.code === 'INTERRUPTED') ? await m.health?.().catch(() => undefined) : undefined);
     await sq.execute('migrate_cancel').catch(() => {});
     await steps.cancelCopies(sq, disks, copyStarted).catch(() => {});
     // A cancelled migration resumes the source by itself; make sure of it.
     const status = await sq.execute<{ status: string }>('query-status').then((s) => s.status).catch(() => undefined);
     if (status && status !== 'running') await sq.execute('cont').catch(() => {});
     if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
-    const kind: FailureKind = e instanceof Timeout ? 'timeout' : 'unknown';
-    throw new MigrationFailed((e as Error).message, { node: 'source', status: status ?? 'unknown' }, kind, { cause: e, detectedAfterMs });
+    const kind: FailureKind = finding?.kind ?? (e instanceof Timeout ? 'timeout' : /No space left on device/i.test((e as Error).message) ? 'disk-full' : 'unknown');
+    const message = finding && !fired ? `${(e as Error).message} (${finding.message})` : (e as Error).message;
+    throw new MigrationFailed(message, { node: 'source', status: status ?? 'unknown' }, kind, { cause: e, detectedAfterMs });
   }
 }
 

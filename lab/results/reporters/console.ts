@@ -70,6 +70,7 @@ export function consoleReporter(opts: ConsoleOptions): Reporter & { close(): voi
 const ms = (v: number | null | undefined) => formatNumber(v, 'ms', false, { ...consoleStyle, fine: true });
 
 export function iterationLine(r: IterationResult): string {
+  if (r.fault) return faultLine(r);
   if (!r.ok) return `FAILED: ${r.error}${r.guestOn ? ` (guest on ${r.guestOn.node}, ${r.guestOn.status})` : ''}`;
   const parts = [
     `ok in ${ms(r.durationMs)}`,
@@ -81,6 +82,21 @@ export function iterationLine(r: IterationResult): string {
   if (r.link?.efficiency != null) parts.push(`link efficiency ${formatPercent(r.link.efficiency)}`);
   const flags = (r.crossCheck ?? []).map((f) => `\n    ! ${f}`).join('');
   return parts.join(', ') + flags;
+}
+
+/** A faulted iteration: when the fault came, how the migration ended, where the guest is, and whether that was the expected end. */
+function faultLine(r: IterationResult): string {
+  const f = r.fault!;
+  const at = f.injectedAtMs !== null ? `at ${ms(f.injectedAtMs)}` : 'never injected';
+  const end = r.ok
+    ? `completed in ${ms(r.durationMs)}, ping gap ${ms(r.ping.maxGapMs)}`
+    : r.failure
+      ? `failed: ${r.failure.kind}${r.failure.detectedAfterMs !== null ? ` after ${ms(r.failure.detectedAfterMs)}` : ''}`
+      : `not migrated`;
+  const where = r.guestOn ? `, guest on ${r.guestOn.node} (${r.guestOn.status})` : '';
+  const intact = r.failure ? `, disk ${r.verified.diskIntact ? 'intact' : 'NOT intact'}, RAM ${r.verified.ramIntact === null ? 'not checked' : r.verified.ramIntact ? 'intact' : 'NOT intact'}` : '';
+  const verdict = r.expected?.met ? 'as expected' : `NOT as expected (${r.expected?.outcome ?? '?'}): ${r.error ?? r.notes.at(-1) ?? ''}`;
+  return `fault ${f.kind} ${at}: ${end}${where}${intact}; ${verdict}`;
 }
 
 function cell(d: StrategySummary['durationMs'], unit: MetricUnit): string {
@@ -104,6 +120,19 @@ export function summaryTable(results: Results): string {
   const ratios = s.ratiosByGroup ?? [{ group: '', ...s.blockToSharedRatio }];
   const shown = ratios.filter((r) => r.durationMs !== undefined || r.downtimeMs !== undefined);
   if (shown.length) lines.push('', ...shown.map((r) => ratioLine(r, r.group ? ` at ${r.group}` : '')));
+  const faulted = results.iterations.filter((i) => i.fault);
+  if (faulted.length) {
+    lines.push('', 'faults (expected end: met/runs, how they ended, median ms from the request to the failure being noticed):');
+    const byCell = new Map<string, IterationResult[]>();
+    for (const i of faulted) byCell.set(i.cell?.label ?? i.strategy, [...(byCell.get(i.cell?.label ?? i.strategy) ?? []), i]);
+    for (const [label, its] of byCell) {
+      const met = its.filter((i) => i.expected?.met).length;
+      const kinds = [...new Set(its.map((i) => (i.ok ? 'completed' : (i.failure?.kind ?? 'not migrated'))))].join(', ');
+      const detect = its.map((i) => i.failure?.detectedAfterMs).filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
+      const median = detect.length ? ms(detect[Math.floor((detect.length - 1) / 2)]) : '-';
+      lines.push(`  ${label}: ${its[0]!.expected?.outcome ?? '?'} ${met}/${its.length}; ${kinds}; detected ${median}`);
+    }
+  }
   const env = results.environment;
   lines.push(`environment: ${env.accelerator} (${env.acceleratorReason}), QEMU ${env.qemuVersion}, kernel ${env.kernel}, NFS client ${env.nfsClient}, ${env.cpus}x ${env.cpuModel}`);
   lines.push('median (min..max) over successful iterations');

@@ -9,10 +9,10 @@ import { CONTROL_LOOP } from '../../../lab/image/init.ts';
 let child: ChildProcess | undefined;
 
 function startLoop(): { shell: Promise<GuestShell>; raw: (text: string) => void } {
-  const p = spawn('busybox', ['sh', '-c', CONTROL_LOOP], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // stderr into stdout in order, as the init's `2>&1 | cat >tty` does
+  const p = spawn('busybox', ['sh', '-c', `{ ${CONTROL_LOOP}; } 2>&1`], { stdio: ['pipe', 'pipe', 'inherit'] });
   child = p;
   const stream = Duplex.from({ readable: p.stdout!, writable: p.stdin! });
-  p.stderr!.on('data', (b: Buffer) => stream.push(b));
   return { shell: GuestShell.connect('busybox-loop', { open: async () => stream, timeoutMs: 2000 }), raw: (t) => p.stdin!.write(t) };
 }
 
