@@ -153,7 +153,7 @@ export class QemuDriver implements MigrationDriver {
 function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode; guest: GuestSpec; nfsServer: { name: string; address: string } }): HealthCheck {
   return async () => {
     if (!(await o.dest.alive())) return { kind: 'destination-died', fatal: true, message: `the destination QEMU on ${o.destination.name} is gone` };
-    if (o.guest.strategy === 'shared' && !(await tcpOpen(o.from, o.nfsServer.address, 2049)))
+    if (o.guest.strategy === 'shared' && (await tcpProbe(o.from, o.nfsServer.address, 2049)) === 'refused')
       return { kind: 'storage-lost', fatal: true, message: `the NFS server on ${o.nfsServer.name} (${o.nfsServer.address}:2049) does not accept connections: the shared storage is gone` };
     const ping = await o.from.transport.run(['ping', '-c', '1', '-W', '1', o.destination.address], { check: false });
     if (ping.exitCode !== 0) return { kind: 'link-lost', fatal: false, message: `${o.from.name} cannot reach ${o.destination.name} (${o.destination.address}): the migration path is down` };
@@ -163,9 +163,14 @@ function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode
   };
 }
 
-/** Is a TCP port open from `from`? (one connection attempt, 1 s at most) */
-async function tcpOpen(from: LabNode, addr: string, port: number): Promise<boolean> {
-  return (await from.transport.run(['timeout', '1', 'bash', '-c', `echo -n >/dev/tcp/${addr}/${port}`], { check: false })).exitCode === 0;
+/**
+ * One TCP connection attempt from `from` (1 s at most): `open`, `refused` (the host answered:
+ * nothing listens there), or `silent` (no answer: the path is down, which says nothing about
+ * the server; a node that is the NFS server and the destination at once loses both to a cut link).
+ */
+async function tcpProbe(from: LabNode, addr: string, port: number): Promise<'open' | 'refused' | 'silent'> {
+  const r = await from.transport.run(['timeout', '1', 'bash', '-c', `echo -n >/dev/tcp/${addr}/${port}`], { check: false });
+  return r.exitCode === 0 ? 'open' : r.exitCode === 124 ? 'silent' : 'refused';
 }
 
 /**
@@ -177,6 +182,7 @@ async function tcpOpen(from: LabNode, addr: string, port: number): Promise<boole
 function watchNfsServer(from: LabNode, server: { name: string; address: string }, trip: (f: Finding) => void): () => void {
   let stopped = false;
   let current: ReturnType<LabNode['transport']['stream']> | undefined;
+  // a connection that cannot even be opened only counts as lost when the server refused it (exit 3 comes from a refusal: a silent path blocks the connect)
   const lost = (why: string) => trip({ kind: 'storage-lost', fatal: true, message: `the NFS server on ${server.name} (${server.address}:2049) ${why}: the shared storage is gone` });
   const hold = () => {
     if (stopped) return;
@@ -185,7 +191,7 @@ function watchNfsServer(from: LabNode, server: { name: string; address: string }
     void p.exited.then(async (x) => {
       if (stopped) return;
       if (x.exitCode === 3) return lost('refuses connections');
-      if (!(await tcpOpen(from, server.address, 2049))) return lost('closed its connection and refuses new ones');
+      if ((await tcpProbe(from, server.address, 2049)) === 'refused') return lost('closed its connection and refuses new ones');
       hold();
     });
   };
