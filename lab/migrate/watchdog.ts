@@ -46,10 +46,11 @@ export class Watchdog {
     this.failed.catch(() => {});
   }
 
-  /** Starts watching (at the migration request). */
-  arm(): void {
+  /** Starts watching (at the migration request); `ticking: false` leaves tick() to the caller (tests). */
+  arm({ ticking = true } = {}): void {
     this.armed = true;
     this.lastAt = this.now();
+    if (!ticking) return;
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref?.();
   }

@@ -124,13 +124,10 @@ class LocalNfsServer implements NfsServerControl {
   async kill(): Promise<void> {
     const e = this.entry();
     if (!e?.pid) throw new MigralabError('LAB', `lab ${this.plan.lab} has no running ganesha in its ledger`);
-    const pid = e.pid;
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-    await waitFor(`ganesha (pid ${pid}) to die`, async () => !processAlive(pid), { timeoutMs: 5000, intervalMs: 10 });
+    // the ledger's start time makes sure the PID is still our ganesha
+    const proc = nodeTransport(this.plan.nfsServer).process(e.pid, e.startTime);
+    await proc.signal('SIGKILL');
+    await waitFor(`ganesha (pid ${e.pid}) to die`, async () => !(await proc.alive()), { timeoutMs: 5000, intervalMs: 10 });
     await this.ledger.forget((r) => r === e);
   }
   async restart(): Promise<void> {

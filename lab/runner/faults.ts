@@ -58,9 +58,8 @@ export class FaultInjection {
       throw new MigralabError('PREREQ', `faults are injected on the local lab only (this topology's provider is ${provider}): cutting a real host's link or killing its NFS server is not done`);
   }
 
-  /** Refuses what this lab cannot do, before the guests boot. */
+  /** Refuses what this lab cannot do, before the guests boot (the provider was checked before up). */
   static check(lab: StartedLab, faults: readonly FaultSpec[]): void {
-    FaultInjection.checkProvider(lab.info.provider, faults);
     if (faults.some((f) => f.kind === 'kill-nfs-server') && !lab.nfsServer) throw new MigralabError('PREREQ', `kill-nfs-server: lab ${lab.plan.lab} runs no NFS server of its own`);
   }
 

@@ -64,9 +64,7 @@ describe('the migration watchdog', () => {
     let now = 0;
     let looks = 0;
     const w = new Watchdog(async () => findings[Math.min(looks++, findings.length - 1)], stallMs, () => now);
-    w.arm();
-    w.stop(); // the test drives tick() itself
-    (w as unknown as { armed: boolean }).armed = true;
+    w.arm({ ticking: false }); // the test drives tick() itself
     let failure: unknown;
     w.failed.catch((e) => (failure = e));
     return { w, advance: (ms: number) => (now += ms), looks: () => looks, failure: async () => (await Promise.resolve(), failure) };
