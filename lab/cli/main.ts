@@ -139,7 +139,7 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
           await appendFile(stepSummary, await readFile(r.exports.find((f) => f.endsWith('.md'))!, 'utf8'));
         }
         const broken = r.checks.filter((c) => !c.held);
-        if (r.failed > 0) throw new MigralabError('MIGRATION', r.results.iterations.some((i) => i.fault) ? `${r.failed} of ${r.results.iterations.length} iterations did not end as expected (see ${r.resultsFile})` : `${r.failed} of ${r.results.iterations.length} migrations failed (see ${r.resultsFile})`);
+        if (r.failed > 0) throw new MigralabError('MIGRATION', r.results.iterations.some((i) => i.expected) ? `${r.failed} of ${r.results.iterations.length} iterations did not end as expected (see ${r.resultsFile})` : `${r.failed} of ${r.results.iterations.length} migrations failed (see ${r.resultsFile})`);
         if (broken.length > 0) throw new MigralabError('THRESHOLD', `${broken.length} of ${r.checks.length} thresholds did not hold: ${broken.map((c) => c.name).join('; ')}`);
       } finally {
         rep.close();

@@ -14,6 +14,7 @@ import { derivePhases } from '../measure/phases.ts';
 import { crossCheck } from '../measure/crosscheck.ts';
 import type { DiskLocation, FailureKind, MigrationFigures } from '../migrate/types.ts';
 import type { QemuBuild } from '../qemu/builds.ts';
+import type { KnownIssue } from '../provision/environment.ts';
 import type { IterationResult } from './schema.ts';
 
 export interface IterationObservation {
@@ -61,6 +62,10 @@ export interface IterationObservation {
   /** The fault injected into this iteration, and what it should end as. */
   fault?: { kind: string; during: string; injectedAtMs: number | null; detail?: string };
   expectedOutcome?: 'completes' | 'stays-on-source';
+  /** A known defect of this hypervisor, run on purpose (hypervisor.allowKnownIssues): the iteration may end as it. */
+  knownIssue?: KnownIssue;
+  /** The guest stopped answering its control shell during or after this iteration: why. */
+  stoppedAnswering?: string;
 }
 
 /** Microsecond resolution is what ping -D gives; more digits would be noise in the file. */
@@ -82,8 +87,30 @@ export function toIteration(o: IterationObservation): IterationResult {
         o.expectedOutcome === 'completes' ? 'expected the migration to complete despite the fault' : 'expected the migration to fail with the guest running on the source, its disk and RAM intact',
       );
     r.expected = { outcome: o.expectedOutcome, met };
+  } else if (o.knownIssue) {
+    const evidence = knownIssueEvidence(o, r);
+    r.knownIssue = { id: o.knownIssue.id, reference: o.knownIssue.reference, reproduced: evidence !== null, evidence };
+    r.expected = { outcome: 'known-issue', met: r.ok || evidence !== null };
+    if (evidence) r.notes.push(`known issue ${o.knownIssue.id} reproduced (${o.knownIssue.reference}): ${evidence}`);
   }
   return r;
+}
+
+/**
+ * What, in a failed iteration, is the known lost-writes defect at work: the migration completed
+ * and then the guest's memory was found wrong, or the guest stopped answering or panicked on
+ * the destination. A migration that failed, or a guest broken before it, is not that defect.
+ */
+export function knownIssueEvidence(o: IterationObservation, r: IterationResult): string | null {
+  if (r.ok || o.failure || !o.figures || o.skipped || o.notMigrated) return null;
+  const found: string[] = [];
+  if (r.ram && r.ram.pagesBad > 0) found.push(`${r.ram.pagesBad} of ${r.ram.pagesChecked} guest pages wrong after the migration`);
+  if (o.checks.destinationStatus && /panic|internal-error/.test(o.checks.destinationStatus)) found.push(`the destination reports ${o.checks.destinationStatus}`);
+  const panic = o.notes.find((n) => n.startsWith('guest console') && /Kernel panic|Fatal exception|BUG:|Oops|list_(add|del) corruption/i.test(n));
+  if (panic) found.push(`the guest's console shows ${/Kernel panic[^\n]*|Fatal exception[^\n]*|BUG:[^\n]*|Oops[^\n]*|list_(add|del) corruption[^\n]*/i.exec(panic)![0].slice(0, 120).trim()}`);
+  if (o.stoppedAnswering) found.push(`the guest stopped answering on ${o.destination}`);
+  else if (o.checks.answersPing === false) found.push(`the guest stopped answering ping on ${o.destination}`);
+  return found.length ? found.join('; ') : null;
 }
 
 function record(o: IterationObservation): IterationResult {

@@ -97,8 +97,14 @@ export const iterationSchema = z.object({
     .optional(),
   /** A fault the scenario injected into this iteration: its kind, when, ms after the request. */
   fault: z.object({ kind: z.string(), during: z.string(), injectedAtMs: ms, detail: z.string().optional() }).optional(),
-  /** Whether the iteration ended as its cell expects (faults: complete, or stay on the source intact). */
-  expected: z.object({ outcome: z.enum(['completes', 'stays-on-source']), met: z.boolean() }).optional(),
+  /**
+   * Whether the iteration ended as its cell expects. Faults: `completes`, or `stays-on-source`
+   * intact. `known-issue`: a hypervisor with a known defect run on purpose
+   * (hypervisor.allowKnownIssues): it completes, or fails as that defect (see knownIssue).
+   */
+  expected: z.object({ outcome: z.enum(['completes', 'stays-on-source', 'known-issue']), met: z.boolean() }).optional(),
+  /** The known defect this iteration's hypervisor has, and whether this iteration reproduced it (with what was seen). */
+  knownIssue: z.object({ id: z.string(), reference: z.string(), reproduced: z.boolean(), evidence: z.string().nullable() }).optional(),
   /** libvirt's own account of the migration job (virsh domjobinfo --completed), when libvirt drove it. */
   libvirt: z
     .object({

@@ -63,8 +63,12 @@ export function guestSpec(p: {
 /** One guest of a run: which driver runs it, where it is now, and whether it still answers. */
 export class GuestSlot {
   current: Instance | undefined;
-  /** Set when the guest stopped answering its control shell: later iterations are skipped, saying why. */
+  /** Set when the guest stopped answering its control shell: it is replaced before its next iteration, or that iteration is skipped, saying why. */
   broken: string | undefined;
+  /** Set when replacing a broken guest failed: its later iterations are skipped. */
+  unreplaceable: string | undefined;
+  /** How many times a broken guest was replaced by a fresh boot in this run. */
+  replaced = 0;
 
   constructor(
     readonly spec: GuestSpec,
@@ -104,6 +108,25 @@ export class GuestSlot {
     } finally {
       own?.close();
     }
+  }
+
+  /**
+   * A guest that stopped answering (a panic on the destination, say) is stopped and a fresh one
+   * booted on `node` from the same spec, so the cell's later iterations still measure.
+   * Returns what to note in the next iteration; on failure the slot stays broken for good.
+   */
+  async replace(node: Parameters<MigrationDriver['launch']>[1], opts: { signal?: AbortSignal } = {}): Promise<string> {
+    const why = this.broken!;
+    await this.destroy();
+    try {
+      this.current = await this.driver.launch(this.spec, node, opts);
+    } catch (e) {
+      this.unreplaceable = `${why}; booting a fresh ${this.spec.name} failed: ${(e as Error).message}`;
+      throw e;
+    }
+    this.broken = undefined;
+    this.replaced++;
+    return `a fresh ${this.spec.name} was booted on ${node.name} before this iteration (replacement ${this.replaced}), because ${why}`;
   }
 
   /** Stops the guest wherever it runs and removes its disks on every node. */

@@ -12,8 +12,9 @@ import { processCpuMs } from '../exec/proc.ts';
 import { startWorkload, stopWorkload, type RunningWorkload, type WorkloadReport, type WorkloadSpec } from '../guest/workload.ts';
 import { startPauseProbe, stopPauseProbe, clockOffset, type RunningPauseProbe } from '../guest/probe.ts';
 import { PingProbe } from '../measure/ping.ts';
-import { MigrationFailed, type MigrationEvents, type MigrationOutcome } from '../migrate/types.ts';
+import { MigrationFailed, type Instance, type MigrationEvents, type MigrationOutcome } from '../migrate/types.ts';
 import type { LabNode, StartedLab } from '../provision/provider.ts';
+import { knownIssues } from '../provision/environment.ts';
 import { GuestTimeout } from '../qemu/guest-shell.ts';
 import { toIteration, type IterationObservation } from '../results/record.ts';
 import type { IterationResult } from '../results/schema.ts';
@@ -33,7 +34,7 @@ export interface IterationContext {
   signal?: AbortSignal;
   events?: MigrationEvents;
   /** Extra observers of the migration's events (tests). */
-  hooks?: { migrationEvents?: MigrationEvents; afterMigration?(): Promise<void> };
+  hooks?: { migrationEvents?: MigrationEvents; afterMigration?(at: { index: number; instance: Instance }): Promise<void> };
 }
 
 export interface IterationPlace {
@@ -42,6 +43,8 @@ export interface IterationPlace {
   cell: Cell;
   source: LabNode;
   destination: LabNode;
+  /** The guest was replaced by a fresh boot before this iteration: why. */
+  replaced?: string;
 }
 
 const isInterrupt = (e: unknown) => e instanceof MigralabError && e.code === 'INTERRUPTED';
@@ -91,7 +94,13 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     obs.fault = fault.record;
     obs.expectedOutcome = expectedOutcome(cell.fault!, ctx.stallMs ?? Infinity);
   }
-  if (slot.broken) return { result: toIteration({ ...obs, skipped: slot.broken }), interrupted: false };
+  if (place.replaced) obs.notes.push(place.replaced);
+  // A hypervisor with a known defect, run on purpose: the iteration may end as that defect.
+  if (settings.hypervisor.allowKnownIssues) {
+    const issue = knownIssues({ qemuVersion: slot.spec.build.version, accelerator: ctx.lab.info.environment.accelerator })[0];
+    if (issue) obs.knownIssue = issue;
+  }
+  if (slot.broken) return { result: toIteration({ ...obs, skipped: slot.unreplaceable ?? slot.broken }), interrupted: false };
 
   let interrupted = false;
   const { spec: workloadSpec } = workloadFor(settings, slot.spec.diskBytes);
@@ -122,9 +131,10 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   const windowStart = performance.now();
   const ping = PingProbe.start({ transport: ctx.lab.observer(), target: slot.spec.ip, intervalMs: ctx.pingIntervalMs });
   let outcome: MigrationOutcome | undefined;
+  let before: Instance | undefined;
   try {
     await ping.waitForReply(10_000);
-    const before = slot.instance();
+    before = slot.instance();
     await fault?.prepare(slot.spec.diskBytes);
     const sourceDisk = await before.disk();
     const tx0 = await source.txBytes();
@@ -167,7 +177,7 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
           if (e instanceof GuestTimeout) slot.broken = `guest ${slot.name} stopped answering after iteration ${place.index + 1}: ${(e as Error).message}`;
         }
       }
-      await ctx.hooks?.afterMigration?.();
+      await ctx.hooks?.afterMigration?.({ index: place.index, instance: after });
       obs.disk = { source: sourceDisk, destination: await after.disk() };
       // Proof: the guest runs on the destination, the source is gone.
       obs.checks.destinationStatus = await after.status();
@@ -192,8 +202,9 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       () => true,
       () => false,
     );
-    // Data written before the migration reads back identical.
-    obs.checks.probe!.after = await slot.readProbe(probe.offsetMiB);
+    // Data written before the migration reads back identical (not asked of a guest that already stopped answering: that would only wait out another timeout).
+    if (slot.broken) obs.notes.push(`disk probe not read back: ${slot.broken}`);
+    else obs.checks.probe!.after = await slot.readProbe(probe.offsetMiB);
     // Let a few more replies arrive so the gap is closed on both sides.
     await new Promise((res) => setTimeout(res, Math.max(100, 5 * ctx.pingIntervalMs)));
   } catch (e) {
@@ -202,6 +213,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       obs.failure ??= { message: 'interrupted (Ctrl-C) during the iteration', kind: 'interrupted', detectedAfterMs: null };
     } else if (outcome) {
       obs.checksFailed = (e as Error).message;
+      // The guest went over: its paused source must not outlive the iteration (it holds the guest's tap on the source node).
+      await before?.stop().catch(() => {});
       if (e instanceof GuestTimeout) slot.broken = `guest ${slot.name} stopped answering after iteration ${place.index + 1}: ${(e as Error).message}`;
     } else if (!obs.failure) {
       // Before the migration started: the guest did not answer ping, or its hypervisor did not answer.
@@ -232,7 +245,19 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   await stopGuestSide(slot, workload, pause);
   obs.guestView.workload = workloadReport;
   if (settings.verify.ram) obs.checks.ram = workloadReport?.memory?.ram ?? null;
+  // A guest whose hypervisor exited or reports a crash is as broken as one that stopped answering: it is replaced before its next iteration.
+  if (!slot.broken && !interrupted && slot.current) {
+    const inst = slot.current;
+    const gone = await inst.gone().catch(() => true);
+    const status = gone ? 'gone' : await inst.status().catch((e: Error) => `unknown (${e.message})`);
+    if (gone || /panicked|internal-error|shutdown/.test(status))
+    {
+      slot.broken = `guest ${slot.name} ${gone ? `is gone from ${inst.node.name} (its hypervisor exited)` : `is ${status} on ${inst.node.name}`} after iteration ${place.index + 1}`;
+      obs.notes.push(slot.broken);
+    }
+  }
   if (slot.broken && !obs.notes.some((n) => n.startsWith('guest console'))) obs.notes.push(`guest console (last lines): ${await slot.instance().consoleTail(15)}`);
+  if (slot.broken) obs.stoppedAnswering = slot.broken;
   return { result: toIteration(obs), interrupted };
 }
 

@@ -184,13 +184,22 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       if (opts.signal?.aborted) throw interruptedError();
       const slot = slots.get(slotKey(cell))!;
       const source = slot.current?.node ?? first;
+      let replaced: string | undefined;
+      if (slot.broken && !slot.unreplaceable) {
+        step(`replacing ${slot.name} with a fresh boot on ${source.name}: ${slot.broken}`);
+        replaced = await slot.replace(source, { signal: opts.signal }).catch((e) => {
+          if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+          step(`could not replace ${slot.name}: ${(e as Error).message}`);
+          return undefined;
+        });
+      }
       const destination = computes.find((n) => n.name !== source.name)!;
       ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name });
       linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
       const { result, interrupted } = await runIteration(
         { lab, pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: { progress: ev.progress }, hooks: opts.iterationHooks },
         slot,
-        { index, repetition, cell, source, destination },
+        { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) },
       );
       results.iterations.push(result);
       await save();

@@ -95,4 +95,31 @@ describe('failures, interruptions and crashes', () => {
     const ns = await execa('ip', ['netns', 'list']);
     expect(ns.stdout).not.toContain(`mlab-${plan.lab}-`);
   }, 180_000);
+
+  it('a guest whose hypervisor died after a migration is replaced by a fresh boot, and the next iteration measures again', async () => {
+    const plan = await testPlan();
+    const { runScenario } = await import('../../lab/runner/run.ts');
+    let killed: number | undefined;
+    const r = await runScenario({
+      scenarioFile: 'test/fixtures/replace.yaml',
+      resultsDir: dir,
+      iterationHooks: {
+        // the guest's QEMU on the destination dies right after the first migration, before its checks
+        afterMigration: async ({ index, instance }) => {
+          if (index !== 0) return;
+          killed = index;
+          await instance.kill();
+        },
+      },
+    });
+    expect(killed).toBe(0);
+    const [first, second] = r.results.iterations;
+    expect(first!.ok).toBe(false);
+    expect(first!.notes.join('\n')).toMatch(/guest shared-vm is gone from compute1 \(its hypervisor exited\) after iteration 1/);
+    expect(second!.ok, JSON.stringify(second, null, 1)).toBe(true);
+    expect(second!.notes.join('\n')).toMatch(/a fresh shared-vm was booted on compute1 before this iteration \(replacement 1\), because guest shared-vm is gone/);
+    expect(second!.source).toBe('compute1');
+    expect(r.failed).toBe(1);
+    expect(await leftovers(plan)).toEqual([]);
+  }, 180_000);
 });

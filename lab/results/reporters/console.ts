@@ -71,6 +71,7 @@ const ms = (v: number | null | undefined) => formatNumber(v, 'ms', false, { ...c
 
 export function iterationLine(r: IterationResult): string {
   if (r.fault) return faultLine(r);
+  if (!r.ok && r.knownIssue?.reproduced) return `known issue ${r.knownIssue.id} reproduced, as this cell allows: ${r.knownIssue.evidence}${r.guestOn ? ` (guest on ${r.guestOn.node}, ${r.guestOn.status})` : ''}`;
   if (!r.ok) return `FAILED: ${r.error}${r.guestOn ? ` (guest on ${r.guestOn.node}, ${r.guestOn.status})` : ''}`;
   const parts = [
     `ok in ${ms(r.durationMs)}`,
@@ -105,6 +106,13 @@ function cell(d: StrategySummary['durationMs'], unit: MetricUnit): string {
   return `${f(d.median)} (${f(d.min)}..${f(d.max)})`;
 }
 
+/** Iterations by their cell's label, in run order. */
+function byCellLabel(its: readonly IterationResult[]): Map<string, IterationResult[]> {
+  const m = new Map<string, IterationResult[]>();
+  for (const i of its) m.set(i.cell?.label ?? i.strategy, [...(m.get(i.cell?.label ?? i.strategy) ?? []), i]);
+  return m;
+}
+
 /** The comparison table: per cell median (min..max) as results.summary has them, and block/shared ratios of the medians. */
 export function summaryTable(results: Results): string {
   const s = summarize(results.iterations, results.scenario.asRun.strategies ?? []);
@@ -123,14 +131,21 @@ export function summaryTable(results: Results): string {
   const faulted = results.iterations.filter((i) => i.fault);
   if (faulted.length) {
     lines.push('', 'faults (expected end: met/runs, how they ended, median ms from the request to the failure being noticed):');
-    const byCell = new Map<string, IterationResult[]>();
-    for (const i of faulted) byCell.set(i.cell?.label ?? i.strategy, [...(byCell.get(i.cell?.label ?? i.strategy) ?? []), i]);
-    for (const [label, its] of byCell) {
+    for (const [label, its] of byCellLabel(faulted)) {
       const met = its.filter((i) => i.expected?.met).length;
       const kinds = [...new Set(its.map((i) => (i.ok ? 'completed' : (i.failure?.kind ?? 'not migrated'))))].join(', ');
       const detect = its.map((i) => i.failure?.detectedAfterMs).filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
       const median = detect.length ? ms(detect[Math.floor((detect.length - 1) / 2)]) : '-';
       lines.push(`  ${label}: ${its[0]!.expected?.outcome ?? '?'} ${met}/${its.length}; ${kinds}; detected ${median}`);
+    }
+  }
+  const known = results.iterations.filter((i) => i.knownIssue);
+  if (known.length) {
+    lines.push('', 'known issues, run on purpose (hypervisor.allowKnownIssues): reproduced/runs per cell');
+    for (const [label, its] of byCellLabel(known)) {
+      const k = its[0]!.knownIssue!;
+      const other = its.filter((i) => !i.ok && !i.knownIssue?.reproduced).length;
+      lines.push(`  ${label}: ${k.id} ${its.filter((i) => i.knownIssue?.reproduced).length}/${its.length}${other ? `, ${other} failed otherwise` : ''} (${k.reference})`);
     }
   }
   const env = results.environment;

@@ -82,7 +82,11 @@ function iterationCase(scenario: string, it: IterationResult): Case {
   const flags = it.crossCheck ?? [];
   if (flags.length > 0)
     c.systemOut = [`cross-check: ${flags.length} contradiction${flags.length === 1 ? '' : 's'} between the network, hypervisor and guest views (not a failure):`, ...flags.map((f) => `- ${f}`)].join('\n');
-  if (!it.ok) {
+  if (!it.ok && it.expected?.met) {
+    // Failed as its cell expects (a fault, a known hypervisor defect): a pass that says how it ended.
+    const how = [`expected: ${it.expected.outcome}, met`, `error: ${it.error ?? 'migration failed'}`, ...(it.guestOn ? [`guest on ${it.guestOn.node} (${it.guestOn.status})`] : []), ...it.notes.map((n) => `note: ${n}`)];
+    c.systemOut = [...(c.systemOut ? [c.systemOut] : []), ...how].join('\n');
+  } else if (!it.ok) {
     const error = it.error ?? 'migration failed';
     const message = it.notes.length > 0 ? `${error} (notes: ${it.notes.join('; ')})` : error;
     const body = [

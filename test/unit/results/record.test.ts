@@ -89,3 +89,51 @@ describe('an iteration record from what was observed', () => {
     expect(r.ping.maxGapMs).toBeNull();
   });
 });
+
+describe('a hypervisor with a known defect, run on purpose', () => {
+  const issue = { id: 'qemu-tcg-lost-writes', text: 'loses writes', reference: 'QEMU commit 03bfc2188f06' };
+  const stale = { pagesChecked: 4096, pagesBad: 3, firstBad: { index: 17, expected: 9, found: 8, kind: 'stale' as const } };
+
+  it('a completed migration with lost guest writes is the defect reproduced: expected, met, with the evidence', () => {
+    const r = toIteration(base({ knownIssue: issue, checks: { ...base().checks, ram: stale } }));
+    expect(r.ok).toBe(false);
+    expect(r.knownIssue).toEqual({ id: 'qemu-tcg-lost-writes', reference: 'QEMU commit 03bfc2188f06', reproduced: true, evidence: '3 of 4096 guest pages wrong after the migration' });
+    expect(r.expected).toEqual({ outcome: 'known-issue', met: true });
+    expect(r.notes.at(-1)).toMatch(/^known issue qemu-tcg-lost-writes reproduced \(QEMU commit 03bfc2188f06\)/);
+  });
+
+  it('a guest that panicked on the destination after the migration is the defect too, and the console line is quoted', () => {
+    const r = toIteration(
+      base({
+        knownIssue: issue,
+        checksFailed: 'guest shared-q72-vm: dd timed out after 30000 ms',
+        stoppedAnswering: 'guest shared-q72-vm stopped answering after iteration 1',
+        notes: ['guest console (last lines): [ 12.3] list_del corruption. prev->next should be ffff\n[ 12.4] Kernel panic - not syncing: Fatal exception in interrupt'],
+        checks: { ...base().checks, answersPing: false, ram: undefined },
+      }),
+    );
+    expect(r.expected).toEqual({ outcome: 'known-issue', met: true });
+    expect(r.knownIssue!.evidence).toMatch(/console shows (list_del corruption|Kernel panic)/);
+    expect(r.knownIssue!.evidence).toMatch(/stopped answering on compute1/);
+  });
+
+  it('a clean iteration meets the expectation without reproducing; a failed migration or a failure before it is not the defect', () => {
+    const clean = toIteration(base({ knownIssue: issue }));
+    expect(clean.ok).toBe(true);
+    expect(clean.knownIssue).toMatchObject({ reproduced: false, evidence: null });
+    expect(clean.expected).toEqual({ outcome: 'known-issue', met: true });
+
+    const failed = toIteration(base({ knownIssue: issue, figures: undefined, failure: { message: 'boom', kind: 'timeout', detectedAfterMs: 90_000 }, guestOn: { node: 'controller', status: 'running' } }));
+    expect(failed.expected).toEqual({ outcome: 'known-issue', met: false });
+    const before = toIteration(base({ knownIssue: issue, figures: undefined, notMigrated: 'the guest did not answer ping' }));
+    expect(before.expected).toEqual({ outcome: 'known-issue', met: false });
+    const sourceLeft = toIteration(base({ knownIssue: issue, checks: { ...base().checks, sourceGone: false } }));
+    expect(sourceLeft.expected!.met).toBe(false);
+  });
+
+  it('without the defect nothing is expected of the iteration beyond success', () => {
+    const r = toIteration(base({ checks: { ...base().checks, ram: stale } }));
+    expect(r.expected).toBeUndefined();
+    expect(r.knownIssue).toBeUndefined();
+  });
+});

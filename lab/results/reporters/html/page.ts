@@ -8,7 +8,7 @@ import { loadResults } from '../../load.ts';
 import type { Results } from '../../schema.ts';
 import { fileReporter } from '../reporter.ts';
 import { esc, jsonForScript, scriptText } from './escape.ts';
-import { environmentBlock, iterationTable, overviewTable, summaryTable, thresholdsBlock } from './tables.ts';
+import { environmentBlock, expectedEndsBlock, iterationTable, overviewTable, statusBadge, summaryTable, thresholdsBlock } from './tables.ts';
 import { largestGap, reportData, type ReportData, type ReportRun } from './view.ts';
 
 /**
@@ -52,7 +52,7 @@ function distributionFigures(run: ReportData['runs'][number]): string {
 
 function timelineFigures(run: ReportData['runs'][number]): string {
   const figs = run.results.iterations.map((it) => {
-    const head = `<b class="s-${esc(it.strategy)}">${esc(cellOf(it).label)} #${it.repetition}</b> <span class="fine">iteration ${it.index + 1}, ${esc(it.source)} → ${esc(it.destination)}${it.ok ? '' : ', <span class="bad">failed</span>'}</span>`;
+    const head = `<b class="s-${esc(it.strategy)}">${esc(cellOf(it).label)} #${it.repetition}</b> <span class="fine">iteration ${it.index + 1}, ${esc(it.source)} → ${esc(it.destination)}${it.ok ? '' : `, ${statusBadge(it)}`}</span>`;
     if (!it.timeline) return `<figure class="timeline missing" data-iteration="${it.index}"><figcaption>${head}</figcaption><p class="fine">No timeline in this results.json (written before ping replies were kept).</p></figure>`;
     const gap = largestGap(it.timeline);
     const marks = it.timeline.marks;
@@ -105,6 +105,7 @@ ${r.interrupted ? '<p class="banner">This run was interrupted: the figures cover
 <h3>Summary per ${hasAxes(r) ? 'cell' : 'strategy'}</h3>
 ${summaryTable(r, run.id)}
 ${thresholdsBlock(r)}
+${expectedEndsBlock(r)}
 <h3>Distributions</h3>
 <p class="fine">Every successful repetition is a dot (spread sideways by repetition number); the bar across each cell is its median.</p>
 <div class="grid dists">${distributionFigures(run)}</div>

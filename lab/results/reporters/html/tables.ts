@@ -59,7 +59,11 @@ export function summaryTable(results: Results, runId: string): string {
   }
   const head = ['metric', hasAxes(results) ? 'cell' : 'strategy', 'n', ...statColumns].map((h) => `<th scope="col">${h}</th>`).join('');
   const counts = per
-    .map((p) => `<span class="count s-${esc(p.strategy)}"><b>${esc(p.label)}</b>: ${p.iterations.length} iteration${p.iterations.length === 1 ? '' : 's'}, ${p.failed} failed</span>`)
+    .map((p) => {
+      const expected = p.iterations.filter((i) => !i.ok && i.expected?.met).length;
+      const failed = p.failed - expected;
+      return `<span class="count s-${esc(p.strategy)}"><b>${esc(p.label)}</b>: ${p.iterations.length} iteration${p.iterations.length === 1 ? '' : 's'}, ${failed} failed${expected ? `, ${expected} failed as expected` : ''}</span>`;
+    })
     .join(' ');
   const ds = diffs.flatMap((g) => Object.values(g.diffs)).filter((d) => d !== undefined);
   const warnings = [...new Set(ds.flatMap((d) => (d.warning ? [d.warning] : [])))];
@@ -132,13 +136,44 @@ function crossCheckCell(it: IterationResult): string {
   return `<td data-iteration="${it.index}" data-field="crossCheck" data-value="${n}"><span class="flag" title="${esc(it.crossCheck.join('\n'))}">⚠ ${n} contradiction${n === 1 ? '' : 's'}</span></td>`;
 }
 
+/** An iteration's status as a short label: ok, failed, or failed as its cell expects (a fault, a known hypervisor defect). */
+export function statusBadge(it: IterationResult): string {
+  if (it.ok) return it.fault ? '<span class="ok" title="completed despite the fault, as expected">ok (as expected)</span>' : '<span class="ok">ok</span>';
+  if (it.expected?.met) {
+    const what = it.knownIssue?.reproduced ? `known issue ${it.knownIssue.id}` : `failed as expected`;
+    return `<span class="expected" title="${esc(it.error ?? '')}">${esc(what)}</span>`;
+  }
+  return `<span class="bad" title="${esc(it.error ?? '')}">${it.expected ? 'NOT as expected' : 'failed'}</span>`;
+}
+
+/** Iterations whose cell expects an end other than plain success: injected faults, hypervisors with a known defect run on purpose. */
+export function expectedEndsBlock(results: Results): string {
+  const its = results.iterations.filter((i) => i.expected);
+  if (!its.length) return '';
+  const ms = (v: number | null | undefined) => (typeof v === 'number' ? `${formatNumber(v, 'ms')} ms` : DASH);
+  const rows = its.map((it) => {
+    const what = it.fault ? `fault ${it.fault.kind} (${it.fault.during})` : it.knownIssue ? `known issue ${it.knownIssue.id}` : DASH;
+    const at = it.fault ? (it.fault.injectedAtMs !== null ? ms(it.fault.injectedAtMs) : `never: ${it.fault.detail ?? 'its moment never came'}`) : DASH;
+    const end = it.ok ? `completed in ${ms(it.durationMs)}` : it.failure ? `${it.failure.kind}, noticed after ${ms(it.failure.detectedAfterMs)}` : it.knownIssue?.evidence ? it.knownIssue.evidence : (it.error ?? 'failed');
+    const intact = it.ok ? 'yes' : `disk ${it.verified.diskIntact ? 'intact' : 'NOT intact'}, RAM ${it.verified.ramIntact === null ? 'not checked' : it.verified.ramIntact ? 'intact' : 'NOT intact'}`;
+    return `<tr data-iteration="${it.index}"><td class="num">${it.index + 1}</td><td class="strategy s-${esc(it.strategy)}">${esc(cellOf(it).label)}</td><td>${esc(what)}</td><td class="num">${esc(at)}</td><td>${esc(it.expected!.outcome)}</td><td>${esc(end)}</td><td>${it.guestOn ? `${esc(it.guestOn.node)} (${esc(it.guestOn.status)})` : DASH}</td><td>${esc(intact)}</td><td>${statusBadge(it)}</td></tr>`;
+  });
+  const met = its.filter((i) => i.expected!.met).length;
+  const head = ['#', 'cell', 'fault / known issue', 'injected at', 'expected end', 'how it ended', 'guest on', 'disk, RAM', 'verdict'].map((h) => `<th scope="col">${h}</th>`).join('');
+  const refs = [...new Map(its.filter((i) => i.knownIssue).map((i) => [i.knownIssue!.id, i.knownIssue!.reference])).entries()];
+  return `<h3>Faults and known issues</h3>
+<p class="counts"><b>${met} of ${its.length}</b> iteration${its.length === 1 ? '' : 's'} ended as ${its.length === 1 ? 'its cell expects' : 'their cells expect'}.</p>
+<div class="scroll"><table class="iterations expected-ends"><thead><tr>${head}</tr></thead><tbody>${rows.join('\n')}</tbody></table></div>
+<p class="fine">A fault's expected end: <i>completes</i> (ridden out) or <i>stays-on-source</i> (the migration fails, the guest keeps running on the source with its disk and RAM intact). <i>known-issue</i>: the hypervisor has a known defect and the scenario runs it on purpose (hypervisor.allowKnownIssues); the migration completes, or fails as that defect.${refs.map(([id, ref]) => ` ${esc(id)}: ${esc(ref)}.`).join('')}</p>`;
+}
+
 /** One row per iteration: status, the four metrics, every other figure some iteration has, the cross-check; then the notes, each once. */
 export function iterationTable(results: Results): string {
   // a column no iteration has a figure for (an older results.json, no capped link) is left out
   const columns = iterationColumns.filter(([, , get]) => results.iterations.some((it) => typeof get(it) === 'number'));
   const withCrossCheck = results.iterations.some((it) => it.crossCheck !== undefined);
   const rows = results.iterations.map((it) => {
-    const status = it.ok ? '<span class="ok">ok</span>' : `<span class="bad" title="${esc(it.error ?? '')}">failed</span>`;
+    const status = statusBadge(it);
     const flags = it.crossCheck ?? [];
     const cells = [
       `<td class="num">${it.index + 1}</td>`,
