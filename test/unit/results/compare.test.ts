@@ -229,16 +229,16 @@ describe('loadResults', () => {
     const err = await loadResults(file).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MigralabError);
     expect((err as MigralabError).code).toBe('CONFIG');
-    expect((err as Error).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not a migralab results\\.json: iterations\\[1\\]\\.ping\\.lost: .*expected number`));
+    expect((err as Error).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:1:\\d+ iterations\\[1\\]\\.ping\\.lost: not a migralab results\\.json: .*expected number`));
   });
 
   it('rejects something that is not results or not JSON', async () => {
     const other = join(dir, 'package.json');
     await writeFile(other, JSON.stringify({ name: 'x' }));
-    await expect(loadResults(other)).rejects.toThrow(/package\.json: not a migralab results\.json: schema: /);
+    await expect(loadResults(other)).rejects.toThrow(/package\.json:1:1 schema: not a migralab results\.json: /);
     const text = join(dir, 'notes.json');
     await writeFile(text, 'hello');
-    await expect(loadResults(text)).rejects.toThrow(/notes\.json: not a migralab results\.json: \(document\): invalid JSON/);
+    await expect(loadResults(text)).rejects.toThrow(/notes\.json:1:1 \(document\): not a migralab results\.json: invalid JSON/);
     await expect(loadResults(join(dir, 'missing'))).rejects.toMatchObject({ code: 'CONFIG', message: expect.stringMatching(/missing: cannot read \(no such file or directory\)/) });
     await mkdir(join(dir, 'empty'));
     await expect(loadResults(join(dir, 'empty'))).rejects.toThrow(/empty\/results\.json: cannot read \(no results\.json there\)/);
