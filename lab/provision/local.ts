@@ -525,7 +525,9 @@ async function localDown(plan: LabPlan, progress: Progress = () => {}): Promise<
   // Anything else still running inside our namespaces was started by the lab (a PID not yet recorded).
   for (const pid of await straysIn(plan, resources)) if (!handles.some((x) => x.h.pid === pid)) handles.push({ name: `pid ${pid}`, h: new LocalProcess(pid) });
   const live = handles.filter((x) => x.h.aliveNow());
-  for (const x of live) await x.h.signal('SIGTERM');
+  // ganesha answers SIGTERM with its own shutdown grace (it always outlived our 800 ms here); its
+  // state is the lab's throwaway exports, so it gets SIGKILL at once and down is 0.8 s faster.
+  for (const x of live) await x.h.signal(x.name.startsWith('ganesha@') ? 'SIGKILL' : 'SIGTERM');
   const stubborn = await waitGone(live.map((x) => x.h), 800);
   const killed = live.filter((x) => stubborn.includes(x.h)).map((x) => x.name);
   for (const h of stubborn) await h.signal('SIGKILL');

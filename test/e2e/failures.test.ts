@@ -74,6 +74,28 @@ describe('failures, interruptions and crashes', () => {
     expect(run.log).toMatch(/interrupted/);
     const res: Results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
     expect(res.interrupted).toBe(true);
+    // the iteration in flight is kept, marked interrupted, with where the guest was left
+    const last = res.iterations.at(-1)!;
+    expect(last, JSON.stringify(res.iterations)).toMatchObject({ ok: false, failure: { kind: 'interrupted' } });
+    expect(last.index).toBe(res.iterations.length - 1);
+    expect(await leftovers(plan, pids)).toEqual([]);
+  }, 180_000);
+
+  it('Ctrl-C while the guests boot exits 130 within a second, with nothing left', async () => {
+    const plan = await testPlan();
+    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
+    let log = '';
+    child.all!.on('data', (d: Buffer) => (log += d.toString()));
+    await until('the guests booting', () => log.includes('booting'), 120_000);
+    await new Promise((r) => setTimeout(r, 500)); // well inside the boot (about 5 s here)
+    const pids = await allPids(plan.ledgerFile);
+    const t0 = performance.now();
+    child.kill('SIGINT');
+    const r = await child;
+    const ms = performance.now() - t0;
+    expect(r.exitCode, log).toBe(130);
+    expect(ms, log).toBeLessThan(1000);
+    expect(log).not.toMatch(/\[1\//); // no migration was started
     expect(await leftovers(plan, pids)).toEqual([]);
   }, 180_000);
 
