@@ -239,7 +239,7 @@ export class GuestShell implements AsyncDisposable {
       if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while waiting for the guest on ${this.socketPath}`);
       if (this.closedWhy !== undefined) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready: ${this.closedWhy}`);
       const remaining = deadline.remaining();
-      if (remaining <= 0) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready after ${timeoutMs} ms`);
+      if (remaining <= 0) throw new MigralabError('LAB', `guest on ${this.socketPath} not ready after ${Math.round(timeoutMs)} ms`);
       const slice = Math.min(probeIntervalMs, remaining);
       const abort = new AbortController();
       const onAbort = () => abort.abort();

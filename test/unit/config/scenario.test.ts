@@ -37,6 +37,9 @@ describe('scenario file', () => {
     // no memory workload: its working set is not used, so not refused
     expect(issuesOf('name: x\nguest: { memory: 128MiB }\n')).toEqual([]);
     expect(issuesOf('name: x\nguest: { memory: 100000GiB }\n')).toEqual(['2:18 guest.memory: expected at most 64GiB']);
+    // the measured minimum: 80 MiB never became ready here, 88 MiB did
+    expect(issuesOf('name: x\nguest: { memory: 80MiB }\n')).toEqual(['2:18 guest.memory: expected guest memory of at least 96MiB (80MiB did not boot here)']);
+    expect(issuesOf('name: x\nguest: { memory: 96MiB }\n')).toEqual([]);
     expect(issuesOf('name: x\nstrategies: [shared, shared]\n')).toEqual(['2:22 strategies[1]: strategy shared is listed twice']);
   });
 
