@@ -102,6 +102,8 @@ export async function spawnGanesha(
   hooks: { beforeStart(name: string): Promise<unknown>; started(slot: unknown, proc: ProcessHandle): Promise<void> },
 ): Promise<StartedProcess> {
   const conf = join(dir, 'ganesha.conf');
+  // ganesha creates its log world-readable; one that exists already keeps our 0600 (it only appends).
+  await node.run(['sh', '-c', 'umask 077 && touch "$1"', 'sh', join(dir, 'ganesha.log')]);
   const slot = await hooks.beforeStart('ganesha');
   const proc = await node.spawn(['ganesha.nfsd', '-F', '-L', join(dir, 'ganesha.log'), '-f', conf, '-p', '/run/ganesha/ganesha.pid', '-N', 'NIV_EVENT'], {
     logFile: join(dir, 'ganesha.out'),

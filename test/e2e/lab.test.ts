@@ -91,6 +91,20 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
     expect(host.stdout).not.toMatch(/dev br0/);
   });
 
+  it("the lab's files are its own (0600, directories 0700) and every listener is on a lab address", async () => {
+    // nsfs bind mounts (ns/) are the kernel's; a node's hosts file is bind-mounted over /etc/hosts and must stay readable inside it
+    const found = await execa('find', [plan.stateRoot, '-path', '*/ns/*', '-prune', '-o', '!', '-name', 'hosts', '-perm', '/077', '-print']);
+    expect(found.stdout.trim(), 'readable by others').toBe('');
+    expect((await execa('stat', ['-c', '%a', plan.stateRoot])).stdout).toBe('700');
+    for (const node of ['controller', 'compute1']) {
+      const addrs = (await onNode(plan, node, ['ip', '-4', '-o', 'addr', 'show'])).stdout.match(/inet (\S+)\//g)!.map((a) => a.slice(5, -1));
+      // besides loopback, a node holds only its lab address: a wildcard listener there is reachable on the lab address alone
+      expect(addrs.filter((a) => a !== '127.0.0.1')).toEqual([plan.nodes.find((n) => n.name === node)!.address]);
+      const ss = (await onNode(plan, node, ['ss', '-Hltun'])).stdout.trim();
+      for (const line of ss ? ss.split('\n') : []) expect(line, `${node}: ${line}`).toMatch(/(10\.78\.0\.\d+\]?|127\.0\.0\.1|\[::1\]|0\.0\.0\.0|\[::\]|\*):\d+/);
+    }
+  });
+
   it('compute1 writes a file through NFS that the controller sees', async () => {
     const name = 'e2e-nfs-probe.raw';
     const w = await onNode(plan, 'compute1', ['qemu-img', 'create', '-q', '-f', 'raw', `nfs://controller${plan.nfsServer.instancesDir}/${name}`, '2M']);
