@@ -12,6 +12,7 @@
 // --scenario-extra adds YAML to migralab's side (e.g. 'verify: { ram: false }') to show
 // what one of its options costs.
 import { $, argv, fs, os, path } from 'zx';
+import { median } from './figures.mjs';
 
 $.verbose = false;
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -24,13 +25,6 @@ const data = Number(argv.data ?? 200);
 const interval = Number(argv.interval ?? 10);
 const topology = path.join(root, 'scenarios/topologies/two-node.lab.yaml');
 const log = (s) => console.error(`bench-bare: ${s}`);
-
-const median = (xs) => {
-  const s = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  if (!s.length) return null;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'migralab-bench-bare-'));
 const wasUp = JSON.parse((await $`node ${root}/scripts/migralab.js status ${topology} --json`).stdout).state === 'up';

@@ -5,6 +5,7 @@
 //
 //   node scripts/bench.mjs [--runs 3] [--scenario scenarios/block-vs-shared.yaml] [--topology FILE]
 import { $, argv, fs, os, path } from 'zx';
+import { median, fmt1 } from './figures.mjs';
 
 $.verbose = false;
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -12,13 +13,7 @@ const cli = path.join(root, 'scripts/migralab.js');
 const runs = Number(argv.runs ?? 3);
 const scenario = path.resolve(argv.scenario ?? path.join(root, 'scenarios/block-vs-shared.yaml'));
 const topology = path.resolve(argv.topology ?? path.join(root, 'scenarios/topologies/two-node.lab.yaml'));
-const median = (xs) => {
-  const s = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  if (!s.length) return undefined;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const f = (v) => (v === undefined ? '-' : v.toFixed(1));
+const f = fmt1;
 const timed = async (fn) => {
   const t = performance.now();
   await fn();
@@ -58,4 +53,4 @@ for (const [s, v] of Object.entries(per))
   console.log(`${s.padEnd(7)} migration wall   median ${f(median(v.duration))} ms over ${v.duration.length}; qemu downtime median ${f(median(v.downtime))} ms; ping interruption median ${f(median(v.gap))} ms`);
 const b = median(per.block?.duration ?? []);
 const s = median(per.shared?.duration ?? []);
-if (b !== undefined && s !== undefined) console.log(`block/shared migration wall time ratio of medians: ${(b / s).toFixed(2)}x`);
+if (b != null && s != null) console.log(`block/shared migration wall time ratio of medians: ${(b / s).toFixed(2)}x`);

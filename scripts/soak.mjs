@@ -7,6 +7,7 @@
 //
 //   node scripts/soak.mjs [--migrations 100] [--memory-rate 20] [--disk-rate 4] [--topology FILE] [--results-dir DIR]
 import { $, argv, fs, os, path } from 'zx';
+import { median, fmt1 } from './figures.mjs';
 
 $.verbose = false;
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -16,7 +17,8 @@ const perStrategy = Math.max(1, Math.ceil(migrations / 2));
 if (perStrategy > 100) throw new Error('--migrations: at most 200 (100 repetitions per strategy)');
 const topology = path.resolve(argv.topology ?? path.join(root, 'scenarios/topologies/two-node.lab.yaml'));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlsoak-'));
-const resultsDir = path.resolve(argv['results-dir'] ?? path.join(dir, 'results'));
+// the results outlive the script (its scenario file does not)
+const resultsDir = path.resolve(argv['results-dir'] ?? path.join(os.tmpdir(), `mlsoak-results-${new Date().toISOString().replace(/[:.]/g, '-')}`));
 const scenario = path.join(dir, 'soak.yaml');
 fs.writeFileSync(
   scenario,
@@ -33,13 +35,7 @@ fs.writeFileSync(
   ].join('\n'),
 );
 
-const median = (xs) => {
-  const s = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  if (!s.length) return undefined;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const f = (v) => (v === undefined ? '-' : v.toFixed(1));
+const f = fmt1;
 
 const t0 = performance.now();
 const r = await $`node ${cli} run ${scenario} --results-dir ${resultsDir} --quiet`.nothrow();

@@ -42,3 +42,8 @@ export function unitSuffix(unit: MetricUnit): string {
 export function formatPercent(share: number, digits = 0, fixed = false): string {
   return `${fixed ? (share * 100).toFixed(digits) : Math.round(share * 10 ** (2 + digits)) / 10 ** digits}%`;
 }
+
+/** Whether the guest's disk and RAM checks held, in words ("disk intact, RAM NOT intact"). */
+export function integrityText(v: { diskIntact: boolean; ramIntact?: boolean | null }): string {
+  return `disk ${v.diskIntact ? 'intact' : 'NOT intact'}, RAM ${v.ramIntact == null ? 'not checked' : v.ramIntact ? 'intact' : 'NOT intact'}`;
+}

@@ -96,6 +96,9 @@ export function toIteration(o: IterationObservation): IterationResult {
   return r;
 }
 
+/** A line of a guest console that says the guest kernel crashed, from its first such words on. */
+const GUEST_CRASH = /(Kernel panic|Fatal exception|BUG:|Oops|list_(add|del) corruption)[^\n|]*/i;
+
 /**
  * What, in a failed iteration, is the known lost-writes defect at work: the migration completed
  * and then the guest's memory was found wrong, or the guest stopped answering or panicked on
@@ -106,8 +109,8 @@ export function knownIssueEvidence(o: IterationObservation, r: IterationResult):
   const found: string[] = [];
   if (r.ram && r.ram.pagesBad > 0) found.push(`${r.ram.pagesBad} of ${r.ram.pagesChecked} guest pages wrong after the migration`);
   if (o.checks.destinationStatus && /panic|internal-error/.test(o.checks.destinationStatus)) found.push(`the destination reports ${o.checks.destinationStatus}`);
-  const panic = o.notes.find((n) => n.startsWith('guest console') && /Kernel panic|Fatal exception|BUG:|Oops|list_(add|del) corruption/i.test(n));
-  if (panic) found.push(`the guest's console shows ${/Kernel panic[^\n]*|Fatal exception[^\n]*|BUG:[^\n]*|Oops[^\n]*|list_(add|del) corruption[^\n]*/i.exec(panic)![0].slice(0, 120).trim()}`);
+  const panic = o.notes.map((n) => (n.startsWith('guest console') ? GUEST_CRASH.exec(n)?.[0] : undefined)).find((line) => line !== undefined);
+  if (panic) found.push(`the guest's console shows ${panic.slice(0, 120).trim()}`);
   if (o.stoppedAnswering) found.push(`the guest stopped answering on ${o.destination}`);
   else if (o.checks.answersPing === false) found.push(`the guest stopped answering ping on ${o.destination}`);
   return found.length ? found.join('; ') : null;

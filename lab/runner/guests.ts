@@ -11,6 +11,7 @@ import type { GuestShell } from '../qemu/guest-shell.ts';
 import type { QemuBuild } from '../qemu/builds.ts';
 import { macFor } from '../net/address.ts';
 import type { GuestSpec, Instance, MigrationDriver } from '../migrate/types.ts';
+import type { LabNode } from '../provision/provider.ts';
 
 const MiB = 1024 ** 2;
 /** The last 8 MiB of the data disk are the probe area: one fresh random MiB per migration. */
@@ -115,7 +116,7 @@ export class GuestSlot {
    * booted on `node` from the same spec, so the cell's later iterations still measure.
    * Returns what to note in the next iteration; on failure the slot stays broken for good.
    */
-  async replace(node: Parameters<MigrationDriver['launch']>[1], opts: { signal?: AbortSignal } = {}): Promise<string> {
+  async replace(node: LabNode, opts: { signal?: AbortSignal } = {}): Promise<string> {
     const why = this.broken!;
     await this.destroy();
     try {

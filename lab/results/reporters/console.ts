@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import { formatBytes } from '../../config/size.ts';
 import { summarize } from '../cells.ts';
-import { consoleStyle, formatNumber, formatPercent } from '../format.ts';
+import { consoleStyle, formatNumber, formatPercent, integrityText } from '../format.ts';
 import type { MetricUnit } from '../metrics.ts';
 import type { IterationResult, Results, StrategySummary } from '../schema.ts';
 import type { Reporter } from './reporter.ts';
@@ -95,7 +95,7 @@ function faultLine(r: IterationResult): string {
       ? `failed: ${r.failure.kind}${r.failure.detectedAfterMs !== null ? ` after ${ms(r.failure.detectedAfterMs)}` : ''}`
       : `not migrated`;
   const where = r.guestOn ? `, guest on ${r.guestOn.node} (${r.guestOn.status})` : '';
-  const intact = r.failure ? `, disk ${r.verified.diskIntact ? 'intact' : 'NOT intact'}, RAM ${r.verified.ramIntact === null ? 'not checked' : r.verified.ramIntact ? 'intact' : 'NOT intact'}` : '';
+  const intact = r.failure ? `, ${integrityText(r.verified)}` : '';
   const verdict = r.expected?.met ? 'as expected' : `NOT as expected (${r.expected?.outcome ?? '?'}): ${r.error ?? r.notes.at(-1) ?? ''}`;
   return `fault ${f.kind} ${at}: ${end}${where}${intact}; ${verdict}`;
 }

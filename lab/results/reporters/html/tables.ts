@@ -1,6 +1,6 @@
 import { formatBytes } from '../../../config/size.ts';
 import { blockMinusShared, cellGroups, cellOf, groups, hasAxes, type GroupDifference } from '../../cells.ts';
-import { DASH, formatNumber, formatPercent, unitSuffix } from '../../format.ts';
+import { DASH, formatNumber, formatPercent, integrityText, unitSuffix } from '../../format.ts';
 import { metrics, statColumns, type MetricUnit } from '../../metrics.ts';
 import type { IterationResult, Results } from '../../schema.ts';
 import { scenarioThresholdChecks } from '../../thresholds.ts';
@@ -155,7 +155,7 @@ export function expectedEndsBlock(results: Results): string {
     const what = it.fault ? `fault ${it.fault.kind} (${it.fault.during})` : it.knownIssue ? `known issue ${it.knownIssue.id}` : DASH;
     const at = it.fault ? (it.fault.injectedAtMs !== null ? ms(it.fault.injectedAtMs) : `never: ${it.fault.detail ?? 'its moment never came'}`) : DASH;
     const end = it.ok ? `completed in ${ms(it.durationMs)}` : it.failure ? `${it.failure.kind}, noticed after ${ms(it.failure.detectedAfterMs)}` : it.knownIssue?.evidence ? it.knownIssue.evidence : (it.error ?? 'failed');
-    const intact = it.ok ? 'yes' : `disk ${it.verified.diskIntact ? 'intact' : 'NOT intact'}, RAM ${it.verified.ramIntact === null ? 'not checked' : it.verified.ramIntact ? 'intact' : 'NOT intact'}`;
+    const intact = it.ok ? 'yes' : integrityText(it.verified);
     return `<tr data-iteration="${it.index}"><td class="num">${it.index + 1}</td><td class="strategy s-${esc(it.strategy)}">${esc(cellOf(it).label)}</td><td>${esc(what)}</td><td class="num">${esc(at)}</td><td>${esc(it.expected!.outcome)}</td><td>${esc(end)}</td><td>${it.guestOn ? `${esc(it.guestOn.node)} (${esc(it.guestOn.status)})` : DASH}</td><td>${esc(intact)}</td><td>${statusBadge(it)}</td></tr>`;
   });
   const met = its.filter((i) => i.expected!.met).length;
