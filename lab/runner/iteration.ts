@@ -258,7 +258,12 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   }
   if (slot.broken && !obs.notes.some((n) => n.startsWith('guest console'))) obs.notes.push(`guest console (last lines): ${await slot.instance().consoleTail(15)}`);
   if (slot.broken) obs.stoppedAnswering = slot.broken;
-  return { result: toIteration(obs), interrupted };
+  const result = toIteration(obs);
+  // A guest that came out of a migration without its network or with wrong RAM (QEMU 7.2's lost
+  // writes, say) still answers its shell but cannot be measured again: it is replaced too.
+  if (!slot.broken && !interrupted && outcome && (result.verified.answersPing === false || result.verified.ramIntact === false))
+    slot.broken = `guest ${slot.name} came out of iteration ${place.index + 1} damaged (${result.verified.ramIntact === false ? 'guest RAM wrong' : 'no ping reply'})`;
+  return { result, interrupted };
 }
 
 function mergeEvents(...all: (MigrationEvents | undefined)[]): MigrationEvents {
