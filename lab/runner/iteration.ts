@@ -132,8 +132,10 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   const ping = PingProbe.start({ transport: ctx.lab.observer(), target: slot.spec.ip, intervalMs: ctx.pingIntervalMs });
   let outcome: MigrationOutcome | undefined;
   let before: Instance | undefined;
+  let answeredBefore = false;
   try {
     await ping.waitForReply(10_000);
+    answeredBefore = true;
     before = slot.instance();
     await fault?.prepare(slot.spec.diskBytes);
     const sourceDisk = await before.disk();
@@ -220,6 +222,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       // Before the migration started: the guest did not answer ping, or its hypervisor did not answer.
       obs.notMigrated = (e as Error).message;
       obs.guestOn = { node: source.name, status: await slot.instance().status().catch(() => 'unknown') };
+      // Its shell answered but its network did not: measuring it again would only fail again.
+      if (!answeredBefore && !isInterrupt(e)) slot.broken = `guest ${slot.name} did not answer ping on ${source.name} before iteration ${place.index + 1}`;
     }
   } finally {
     await fault?.restore().catch((e) => obs.notes.push(`undoing the fault failed: ${(e as Error).message}`));

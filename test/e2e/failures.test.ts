@@ -144,4 +144,30 @@ describe('failures, interruptions and crashes', () => {
     expect(r.failed).toBe(1);
     expect(await leftovers(plan)).toEqual([]);
   }, 180_000);
+
+  it('a guest whose shell answers but whose network died is replaced before the next iteration', async () => {
+    const plan = await testPlan();
+    const { runScenario } = await import('../../lab/runner/run.ts');
+    const r = await runScenario({
+      scenarioFile: 'test/fixtures/replace-net.yaml',
+      resultsDir: dir,
+      iterationHooks: {
+        // what QEMU 7.2's lost writes did to one guest: its control shell answers, its eth0 does not
+        afterMigration: async ({ index, instance }) => {
+          if (index !== 0) return;
+          await using sh = await instance.shell();
+          await sh.exec('ip link set eth0 down');
+        },
+      },
+    });
+    const [first, second, third] = r.results.iterations;
+    // it answered ping after the switchover, before the hook downed its network
+    expect(first!.ok, JSON.stringify(first, null, 1)).toBe(true);
+    expect(second!.ok).toBe(false);
+    expect(JSON.stringify(second)).toMatch(/not migrated/);
+    expect(third!.ok, JSON.stringify(third, null, 1)).toBe(true);
+    expect(third!.notes.join('\n')).toMatch(/a fresh shared-vm was booted on (\w+) before this iteration \(replacement 1\), because guest shared-vm did not answer ping on \1 before iteration 2/);
+    expect(r.failed).toBe(1);
+    expect(await leftovers(plan)).toEqual([]);
+  }, 180_000);
 });
