@@ -39,11 +39,13 @@ function distributionFigures(run: ReportData['runs'][number]): string {
     .map((d) => {
       const n = d.cells.reduce((a, s) => a + s.points.length, 0);
       const failed = d.cells.reduce((a, s) => a + s.failed, 0);
+      const asExpected = d.cells.reduce((a, s) => a + s.failedAsExpected, 0);
+      const left = [failed ? `${failed} failed iteration${failed === 1 ? '' : 's'}` : '', asExpected ? `${asExpected} that failed as expected` : ''].filter(Boolean);
       const medians = d.cells.map((s) => `${s.label} median ${formatNumber(s.median, d.unit)}${d.unit === 'ms' ? ' ms' : ''}`).join('; ');
       const axes = [...new Set(d.cells.flatMap((c) => (c.group ? c.group.split(', ').map((part) => part.split('=')[0]!) : [])))];
       const xAxis = axes.length ? `, under each cell: strategy, ${axes.map(esc).join(', ')}` : '';
       return `<figure class="dist" data-metric="${d.metric}">
-<figcaption><b>${esc(d.label)}</b>${unitSuffix(d.unit)} <span class="fine">${n} point${n === 1 ? '' : 's'}${failed ? `, ${failed} failed iteration${failed === 1 ? '' : 's'} not shown` : ''}${xAxis}</span></figcaption>
+<figcaption><b>${esc(d.label)}</b>${unitSuffix(d.unit)} <span class="fine">${n} point${n === 1 ? '' : 's'}${left.length ? `, ${left.join(' and ')} not shown` : ''}${xAxis}</span></figcaption>
 <div class="chart"><canvas id="${run.id}-dist-${d.metric}" data-kind="distribution" data-metric="${d.metric}" data-points="${n}" data-cells="${d.cells.length}" role="img" aria-label="${esc(`${d.label}: ${medians}`)}"></canvas></div>
 </figure>`;
     })

@@ -49,6 +49,9 @@ describe('iterations that end as their cell expects, in every report', () => {
     expect(html).toMatch(/<span class="bad"[^>]*>NOT as expected<\/span>/);
     // of the 3 failures one was expected: the unmet fault and the plain failure remain
     expect(html).toContain('<b>shared</b>: 4 iterations, 2 failed, 1 failed as expected</span>');
+    // the distribution captions count them apart too, and the long "how it ended" cells wrap
+    expect(html).toContain('2 failed iterations and 1 that failed as expected not shown');
+    expect(html).toMatch(/table\.expected-ends td \{ white-space: normal; \}/);
   });
 
   it('console: the known defect line and a per-cell count of reproductions', () => {
