@@ -149,7 +149,7 @@ describe('failures, interruptions and crashes', () => {
     const plan = await testPlan();
     const { runScenario } = await import('../../lab/runner/run.ts');
     const r = await runScenario({
-      scenarioFile: 'test/fixtures/replace-net.yaml',
+      scenarioFile: 'test/fixtures/shared3.yaml',
       resultsDir: dir,
       iterationHooks: {
         // what QEMU 7.2's lost writes did to one guest: its control shell answers, its eth0 does not
@@ -168,6 +168,52 @@ describe('failures, interruptions and crashes', () => {
     expect(third!.ok, JSON.stringify(third, null, 1)).toBe(true);
     expect(third!.notes.join('\n')).toMatch(/a fresh shared-vm was booted on (\w+) before this iteration \(replacement 1\), because guest shared-vm did not answer ping on \1 before iteration 2/);
     expect(r.failed).toBe(1);
+    expect(await leftovers(plan)).toEqual([]);
+  }, 180_000);
+});
+
+describe('rpcbind gone', () => {
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mlrpcbind-'));
+  });
+  afterEach(async () => {
+    await cli(['down', testTopologyFile]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a shared migration whose destination cannot reach rpcbind fails at once as storage-lost, naming rpcbind, with the guest still running on the source', async () => {
+    const plan = await testPlan();
+    const { runScenario } = await import('../../lab/runner/run.ts');
+    let killedAt: number | undefined;
+    const r = await runScenario({
+      scenarioFile: 'test/fixtures/shared3.yaml',
+      resultsDir: dir,
+      iterationHooks: {
+        // rpcbind dies after the first migration: the NFS sessions already open do not need it, a new one does
+        afterMigration: async ({ index }) => {
+          if (index !== 0) return;
+          const rpcbind = (await Ledger.read(plan.ledgerFile))!.resources.find((x) => x.kind === 'process' && x.name === 'rpcbind');
+          if (rpcbind?.kind !== 'process' || !rpcbind.pid) throw new Error('no rpcbind in the ledger');
+          process.kill(rpcbind.pid, 'SIGKILL');
+          killedAt = Date.now();
+        },
+      },
+    });
+    expect(killedAt).toBeDefined();
+    const [first, second, third] = r.results.iterations;
+    expect(first!.ok, JSON.stringify(first, null, 1)).toBe(true);
+    // back to the NFS server's own node: it opens the disk as a local file
+    expect(second!.destination).toBe('controller');
+    expect(second!.ok, JSON.stringify(second, null, 1)).toBe(true);
+    expect(third!.destination).toBe('compute1');
+    expect(third!.ok).toBe(false);
+    expect(third!.failure?.kind, JSON.stringify(third, null, 1)).toBe('storage-lost');
+    expect(third!.failure?.message).toMatch(/rpcbind on controller \(10\.78\.0\.11:111\) refuses connections/);
+    expect(third!.guestOn).toEqual({ node: third!.source, status: 'running' });
+    expect(third!.verified.answersPing).toBe(true);
+    expect(third!.verified.diskIntact).toBe(true);
+    // bounded: the iteration's whole window (ping start to its end) is seconds, not a timeout
+    expect(third!.harness?.windowMs ?? Infinity).toBeLessThan(15_000);
     expect(await leftovers(plan)).toEqual([]);
   }, 180_000);
 });

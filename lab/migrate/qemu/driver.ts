@@ -140,6 +140,10 @@ export class QemuDriver implements MigrationDriver {
       if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
       const status = await source.status().catch(() => 'unknown');
       if (e instanceof MigrationFailed) throw new MigrationFailed(`${e.message}; the guest is still running on ${source.nodeName} (status ${status})`, { node: source.nodeName, status }, e.kind, { cause: e.cause, detectedAfterMs: e.detectedAfterMs ?? undefined });
+      // A destination that could not even start on shared storage: is the storage there?
+      const lost = !dest && guest.strategy === 'shared' ? await storageLoss(instance.node, this.lab.plan) : undefined;
+      if (lost)
+        throw new MigrationFailed(`${lost}, so the destination QEMU on ${destination.name} could not open the guest's disk (${(e as Error).message}); the guest is still running on ${source.nodeName} (status ${status})`, { node: source.nodeName, status }, 'storage-lost', { cause: e });
       throw new MigrationFailed(`${(e as Error).message}; the guest is still running on ${source.nodeName} (status ${status})`, { node: source.nodeName, status }, 'unknown', { cause: e });
     }
   }
@@ -161,6 +165,20 @@ function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode
     if (!answers) return { kind: 'destination-hung', fatal: false, message: `the destination QEMU on ${o.destination.name} does not answer QMP: it hangs` };
     return undefined;
   };
+}
+
+/**
+ * Why shared storage cannot be opened from `from`, when that is so: the NFS server refuses
+ * connections, or (NFSv3) rpcbind does, and a client that connects anew cannot look up the
+ * server's ports. An NFS session already open does not need rpcbind: a migration under way
+ * rides out its death, the next destination to open the disk does not.
+ */
+async function storageLoss(from: LabNode, plan: { nfsServer: { name: string; address: string }; nfsVersion: 3 | 4 }): Promise<string | undefined> {
+  const { name, address } = plan.nfsServer;
+  if ((await tcpProbe(from, address, 2049)) === 'refused') return `the NFS server on ${name} (${address}:2049) refuses connections: the shared storage is gone`;
+  if (plan.nfsVersion === 3 && (await tcpProbe(from, address, 111)) === 'refused')
+    return `rpcbind on ${name} (${address}:111) refuses connections: an NFSv3 client cannot look up the NFS server's ports`;
+  return undefined;
 }
 
 /**
