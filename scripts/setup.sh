@@ -15,6 +15,7 @@ qemu_packages=(qemu-system-x86 qemu-utils qemu-block-extra)  # guests, qemu-img,
 packages=(
   busybox-static linux-image-amd64              # the guest image is built from these
   nfs-ganesha nfs-ganesha-vfs rpcbind           # user-space NFS server (+ portmapper for NFSv3)
+  systemd                                       # systemd-socket-activate: rpcbind's TCP bound to the lab address
   iputils-ping iproute2 nftables util-linux mount
   dosfstools mtools                             # vfat config drive
   chromium                                      # the HTML report's browser test (headless)

@@ -80,9 +80,9 @@ export async function startGanesha(
   const out: StartedProcess[] = [];
   if (spec.versions.includes(3)) {
     await node.run(['chown', '_rpc', '/run/rpcbind'], { check: false });
+    const argv = rpcbindArgv(spec.bindAddress, await rpcbindListeners(node, spec.bindAddress));
     const slot = await hooks.beforeStart('rpcbind');
-    // -h: the lab address (rpcbind's UDP side binds there; TCP listens on this namespace's addresses: lo and the lab's)
-    const proc = await node.spawn(['rpcbind', '-f', '-w', '-h', spec.bindAddress], { logFile: join(dir, 'rpcbind.log') });
+    const proc = await node.spawn(argv, { logFile: join(dir, 'rpcbind.log') });
     await hooks.started(slot, proc);
     out.push({ name: 'rpcbind', pid: proc.pid });
     await waitFor('rpcbind to answer', async () => (await node.run(['rpcinfo', '-p', '127.0.0.1'], { check: false })).exitCode === 0, {
@@ -92,6 +92,29 @@ export async function startGanesha(
   }
   out.push(await spawnGanesha(node, spec, dir, hooks));
   return out;
+}
+
+/**
+ * rpcbind's command line. Its -h binds only its UDP side; its TCP side listens on every
+ * address (0.0.0.0 and [::], which on a lab node includes IPv6 link-local addresses on the
+ * lab's own links). Handed sockets by systemd-socket-activate instead (`listeners`), it binds
+ * TCP to the lab address and loopback only, and uses no socket of its own for TCP.
+ */
+export function rpcbindArgv(address: string, listeners: string[] | undefined): string[] {
+  const rpcbind = ['rpcbind', '-f', '-w', '-h', address];
+  if (!listeners) return rpcbind;
+  return ['systemd-socket-activate', ...listeners.flatMap((l) => ['-l', l]), ...rpcbind];
+}
+
+/**
+ * The sockets rpcbind gets from systemd-socket-activate on this node (the lab address, the
+ * loopback addresses this node has, the local socket), or undefined where the node has no
+ * systemd-socket-activate (rpcbind then binds its own TCP sockets, on every address).
+ */
+export async function rpcbindListeners(node: NodeTransport, address: string): Promise<string[] | undefined> {
+  if ((await node.run(['sh', '-c', 'command -v systemd-socket-activate'], { check: false })).exitCode !== 0) return undefined;
+  const v6 = (await node.run(['ip', '-6', '-o', 'addr', 'show', 'dev', 'lo'], { check: false })).stdout.includes('::1/128');
+  return [`${address}:111`, '127.0.0.1:111', ...(v6 ? ['[::1]:111'] : []), '/run/rpcbind.sock'];
 }
 
 /** Starts ganesha.nfsd alone with the configuration startGanesha wrote (also: again, after it was killed). */

@@ -24,7 +24,7 @@ import { LocalNode } from '../exec/local.ts';
 import { SshNode, shellJoin } from '../exec/ssh.ts';
 import type { NodeTransport } from '../exec/transport.ts';
 import { buildGuestImage } from '../image/build.ts';
-import { ganeshaConfig } from '../nfs/ganesha.ts';
+import { ganeshaConfig, rpcbindArgv, rpcbindListeners } from '../nfs/ganesha.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { waitFor } from '../time/wait.ts';
 import { knownIssues, type Environment } from './environment.ts';
@@ -186,7 +186,7 @@ async function planHost(t: Topology, plan: LabPlan, n: NodePlan, node: SshNode, 
       for (const d of ['/var/lib/nfs/ganesha', '/run/ganesha', '/run/rpcbind']) if (!(await node.exists(d))) hp.changes.push({ kind: 'mkdir', path: d });
       hp.changes.push({ kind: 'file', path: conf, existed: false, before: '', after: ganeshaConfig({ path: n.instancesDir, clients: plan.cidr, bindAddress: n.address, versions: [plan.nfsVersion] }) });
       const rpcbindUp = (await node.run(['sh', '-c', 'rpcinfo -p 127.0.0.1 >/dev/null 2>&1'], { check: false })).exitCode === 0;
-      if (plan.nfsVersion === 3 && !rpcbindUp) hp.changes.push({ kind: 'service', name: 'rpcbind', argv: ['rpcbind', '-f', '-w', '-h', n.address], logFile: join(r.ganesha, 'rpcbind.log') });
+      if (plan.nfsVersion === 3 && !rpcbindUp) hp.changes.push({ kind: 'service', name: 'rpcbind', argv: rpcbindArgv(n.address, await rpcbindListeners(node, n.address)), logFile: join(r.ganesha, 'rpcbind.log') });
       hp.changes.push({ kind: 'service', name: 'ganesha', argv: ['ganesha.nfsd', '-F', '-L', join(r.ganesha, 'ganesha.log'), '-f', conf, '-p', join(r.ganesha, 'ganesha.pid'), '-N', 'NIV_EVENT'], logFile: join(r.ganesha, 'ganesha.out') });
     }
   }

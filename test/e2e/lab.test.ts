@@ -103,6 +103,11 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
       const ss = (await onNode(plan, node, ['ss', '-Hltun'])).stdout.trim();
       for (const line of ss ? ss.split('\n') : []) expect(line, `${node}: ${line}`).toMatch(/(10\.78\.0\.\d+\]?|127\.0\.0\.1|\[::1\]|0\.0\.0\.0|\[::\]|\*):\d+/);
     }
+    // a node's links have IPv6 link-local addresses too, so a wildcard is not the lab address alone:
+    // rpcbind (under systemd-socket-activate) listens on the controller's lab address and loopback only
+    const rpc = (await onNode(plan, 'controller', ['ss', '-Hltun', 'sport', '=', ':111'])).stdout.trim().split('\n');
+    expect(rpc.length).toBeGreaterThanOrEqual(4);
+    for (const line of rpc) expect(line).toMatch(/\s(10\.78\.0\.11|127\.0\.0\.1|\[::1\]):111\s/);
   });
 
   it('compute1 writes a file through NFS that the controller sees', async () => {
