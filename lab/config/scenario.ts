@@ -187,6 +187,13 @@ export const scenarioSchema = z
       const key = JSON.stringify(f);
       if (s.faults.findIndex((g) => JSON.stringify(g) === key) !== i) ctx.addIssue({ code: 'custom', path: ['faults', i], message: 'this fault is listed twice' });
     });
+    // libvirt's TLS is its own (x509 certificates in /etc/pki): not set up by the lab
+    if (s.drivers.includes('libvirt')) {
+      if (s.security.tls !== 'none') ctx.addIssue({ code: 'custom', path: ['security', 'tls'], message: 'expected none with the libvirt driver (security.tls psk is set up through the qemu driver only)' });
+      (s.axes['security.tls'] ?? []).forEach((v, i) => {
+        if (v !== 'none') ctx.addIssue({ code: 'custom', path: ['axes', 'security.tls', i], message: 'expected none with the libvirt driver (security.tls psk is set up through the qemu driver only)' });
+      });
+    }
     if (s.faults.length && s.drivers.some((d) => d !== 'qemu')) ctx.addIssue({ code: 'custom', path: ['faults'], message: 'expected drivers: [qemu] with faults (faults are injected through the qemu driver)' });
     if (s.guest.diskData > s.guest.disk - 8 * 1024 ** 2)
       ctx.addIssue({ code: 'custom', path: ['guest', 'diskData'], message: 'expected at most the disk size minus 8MiB (the probe area)' });

@@ -56,6 +56,8 @@ export const leaves = {
   'verify.ram': z.boolean({ error: 'expected true or false' }),
   /** Dump and compare both sides' RAM byte for byte (pauses the guest: not comparable for timing). */
   'verify.ramDump': z.boolean({ error: 'expected true or false' }),
+  /** The migration stream and the NBD export over TLS with a pre-shared key (QEMU tls-creds-psk), or in the clear. */
+  'security.tls': z.enum(['none', 'psk'], { error: 'expected none or psk' }),
 } as const;
 
 export type AxisPath = keyof typeof leaves;
@@ -91,6 +93,7 @@ export const settingsSchema = z.strictObject({
       allowKnownIssues: z.boolean({ error: 'expected true or false' }).default(false),
     })
     .prefault({}),
+  security: z.strictObject({ tls: leaves['security.tls'].default('none') }).prefault({}),
   verify: z
     .strictObject({
       ram: leaves['verify.ram'].default(true),

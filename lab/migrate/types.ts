@@ -103,6 +103,8 @@ export interface EffectiveTunables {
   multifdChannels: number | null;
   autoConverge: boolean;
   postcopy: boolean;
+  /** The migration stream over TLS (tls-creds set on the source); the NBD export follows the same setting. */
+  tls: boolean;
 }
 
 /** A byte-for-byte comparison of the stopped source's and the paused destination's guest RAM. */
@@ -168,6 +170,8 @@ export interface MigrateOptions {
   ramDump?: boolean;
   /** Give up when the migration makes no progress for this long (default: no limit but timeoutMs). */
   stallMs?: number;
+  /** security.tls: the migration stream and the NBD export over TLS with a pre-shared key. */
+  tls?: Settings['security']['tls'];
   signal?: AbortSignal;
 }
 

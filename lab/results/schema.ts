@@ -200,6 +200,8 @@ export const iterationSchema = z.object({
       multifdChannels: z.number().nullable(),
       autoConverge: z.boolean(),
       postcopy: z.boolean(),
+      /** The migration stream (and a block migration's NBD export) over TLS: QEMU's tls-creds as read back from the source. Absent in results of older versions. */
+      tls: z.boolean().optional(),
       mirrorCopyMode: z.enum(['background', 'write-blocking']),
     })
     .optional(),

@@ -145,7 +145,7 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       outcome = await slot.driver.migrate(
         before,
         destination,
-        { timeoutMs: ctx.timeoutMs, stallMs: ctx.stallMs, tunables: settings.tunables, copyMode: settings.mirror.copyMode, ramDump: settings.verify.ramDump, signal: ctx.signal },
+        { timeoutMs: ctx.timeoutMs, stallMs: ctx.stallMs, tunables: settings.tunables, copyMode: settings.mirror.copyMode, ramDump: settings.verify.ramDump, tls: settings.security.tls, signal: ctx.signal },
         mergeEvents(ctx.events, ctx.hooks?.migrationEvents, fault?.events()),
       );
     } catch (e) {

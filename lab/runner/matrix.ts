@@ -17,7 +17,7 @@ export interface Cell {
 }
 
 function baseSettings(s: Scenario): Settings {
-  return { link: s.link, workload: s.workload, tunables: s.tunables, mirror: s.mirror, hypervisor: s.hypervisor, verify: s.verify };
+  return { link: s.link, workload: s.workload, tunables: s.tunables, mirror: s.mirror, hypervisor: s.hypervisor, security: s.security, verify: s.verify };
 }
 
 /** Every combination of drivers and axis values (declaration order, last axis fastest) x every strategy. */

@@ -252,6 +252,7 @@ export class LibvirtDriver implements MigrationDriver {
             multifdChannels: options.tunables.multifdChannels,
             autoConverge: options.tunables.autoConverge,
             postcopy: options.tunables.postcopy,
+            tls: false,
           },
           qemu: {
             totalTimeMs: null,

@@ -5,6 +5,8 @@
  * (lab/migrate/qemu/storage.ts), then RAM. On any failure the migration is cancelled, the
  * destination removed, and the guest keeps running on the source.
  */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { MigralabError } from '../../errors.ts';
 import type { LabNode, StartedLab } from '../../provision/provider.ts';
 import { waitForGuestReady } from '../../qemu/guest-shell.ts';
@@ -29,7 +31,7 @@ import {
 } from '../types.ts';
 import { eventDowntimeMs, readCompletion, type CompletionReading } from './completion.ts';
 import { QemuInstance, launchFor } from './instance.ts';
-import { LONG_QMP_MS, SAMPLE_MS, stepsFor, type Qmp, type StorageSteps } from './storage.ts';
+import { LONG_QMP_MS, SAMPLE_MS, stepsFor, type Qmp, type StorageSteps, type TlsCreds } from './storage.ts';
 import type { DiskSpec } from '../../qemu/argv.ts';
 import { effectiveTunables, tunablesFor } from './tunables.ts';
 import { Watchdog, type Finding, type HealthCheck } from '../watchdog.ts';
@@ -111,6 +113,7 @@ export class QemuDriver implements MigrationDriver {
         compareRam: () => compareRam(source, started, guest, destination),
         health: healthCheck({ dest: started, from: instance.node, destination, guest, nfsServer: this.lab.plan.nfsServer }),
         ...(guest.strategy === 'shared' ? { watch: (trip: (f: Finding) => void) => watchNfsServer(instance.node, this.lab.plan.nfsServer, trip) } : {}),
+        ...(options.tls === 'psk' ? { tls: await pskDirs(instance.node, destination) } : {}),
       });
       return { instance: new QemuInstance(this.lab, guest, destination, started), figures };
     } catch (e) {
@@ -165,6 +168,39 @@ function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode
     if (!answers) return { kind: 'destination-hung', fatal: false, message: `the destination QEMU on ${o.destination.name} does not answer QMP: it hangs` };
     return undefined;
   };
+}
+
+/**
+ * The pre-shared key's directory on both nodes (`tls/keys.psk` in each node's directory,
+ * 0600): one key per lab, made the first time a TLS migration needs it, the same on both sides.
+ */
+async function pskDirs(from: LabNode, to: LabNode): Promise<{ sourceDir: string; destDir: string }> {
+  const dir = (n: LabNode) => join(n.plan.dir, 'tls');
+  const valid = (text: string) => (new RegExp(`^${PSK_IDENTITY}:[0-9a-f]{64}$`).test(text.trim()) ? text.trim() : undefined);
+  const read = (n: LabNode) => n.transport.readFile(join(dir(n), 'keys.psk')).then((b) => valid(b.toString()), () => undefined);
+  const line = (await read(from)) ?? (await read(to)) ?? `${PSK_IDENTITY}:${randomBytes(32).toString('hex')}`;
+  for (const n of [from, to]) {
+    if ((await read(n)) === line) continue;
+    await n.transport.mkdir(dir(n), { mode: 0o700 });
+    await n.transport.writeFile(join(dir(n), 'keys.psk'), `${line}\n`, { mode: 0o600 });
+  }
+  return { sourceDir: dir(from), destDir: dir(to) };
+}
+
+/** The ids of the TLS credential objects in every QEMU of ours; the PSK identity. */
+export const TLS_IDS: TlsCreds = { server: 'mltls-server', client: 'mltls-client' };
+export const PSK_IDENTITY = 'migralab';
+
+/**
+ * Adds the destination's server and the source's client tls-creds-psk objects (a source
+ * that was a TLS client before keeps its object: the same directory, the same key).
+ */
+async function addTlsCreds(sq: Qmp, dq: Qmp, dirs: { sourceDir: string; destDir: string }): Promise<TlsCreds> {
+  await dq.execute('object-add', { 'qom-type': 'tls-creds-psk', id: TLS_IDS.server, endpoint: 'server', dir: dirs.destDir });
+  const have = await sq.execute<{ name: string }[]>('qom-list', { path: '/objects' }).catch(() => []);
+  if (!(Array.isArray(have) && have.some((o) => o.name === TLS_IDS.client)))
+    await sq.execute('object-add', { 'qom-type': 'tls-creds-psk', id: TLS_IDS.client, endpoint: 'client', dir: dirs.sourceDir, username: PSK_IDENTITY });
+  return TLS_IDS;
 }
 
 /**
@@ -237,6 +273,8 @@ export interface QmpMigration {
   health?: HealthCheck;
   /** Starts watchers that report a confirmed failure at once (from the request); returns their stop. */
   watch?: (trip: (f: Finding) => void) => () => void;
+  /** security.tls psk: the credentials' directory on each side (the same pre-shared key in both). */
+  tls?: { sourceDir: string; destDir: string };
 }
 
 /**
@@ -263,14 +301,19 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
   const body = async (): Promise<MigrationFigures> => {
       const destEvents = dq.eventCursor();
       const { caps, params } = tunablesFor(options.tunables);
+      const tls = m.tls ? await addTlsCreds(sq, dq, m.tls) : undefined;
       // Capabilities that change the stream (multifd, postcopy) must match on both sides, before migrate-incoming.
       await dq.execute('migrate-set-capabilities', { capabilities: caps.filter((c) => c.capability !== 'auto-converge') });
       if (params['multifd-channels'] !== undefined) await dq.execute('migrate-set-parameters', { 'multifd-channels': params['multifd-channels'] });
+      if (tls) await dq.execute('migrate-set-parameters', { 'tls-creds': tls.server });
       await dq.execute('migrate-incoming', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` });
-      await steps.exportDisks(dq, destAddr, NBD_PORT, disks);
+      await steps.exportDisks(dq, destAddr, NBD_PORT, disks, tls);
       await sq.execute('migrate-set-capabilities', { capabilities: caps });
       if (Object.keys(params).length) await sq.execute('migrate-set-parameters', params);
+      // A source that arrived by a TLS migration still has that migration's (server) credentials set: cleared when this one has none.
+      if (tls || (await sq.execute<Record<string, unknown>>('query-migrate-parameters'))['tls-creds']) await sq.execute('migrate-set-parameters', { 'tls-creds': tls?.client ?? '' });
       const tunables = await effectiveTunables(sq);
+      if (tunables.tls !== Boolean(tls)) throw new MigralabError('MIGRATION', `the source's tls-creds ${tunables.tls ? 'are set' : 'are not set'} though this migration is ${tls ? '' : 'not '}over TLS`);
       const prepareMs = performance.now() - m.prepareStartedAt;
 
       const samples: MigrationSample[] = [];
@@ -298,7 +341,7 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
             events.progress?.({ phase: 'mirror', done, total });
             watchdog.progressed(done);
           },
-        });
+        }, tls);
         marks.mirrorReady = since();
       }
 
@@ -386,7 +429,7 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
       const evDowntime = ramDump ? null : eventDowntimeMs(stop?.timestamp, resumed?.timestamp);
       if (!stop) notes.push('the source sent no STOP event: event downtime not known');
 
-      const diskBytes = await steps.finish(sq, dq, disks);
+      const diskBytes = await steps.finish(sq, dq, disks, tls);
       marks.cleanedUp = since();
       return {
         durationMs,
@@ -420,7 +463,7 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
     // What went wrong, from what can be seen now (the watchdog may have found it already).
     const finding = fired ?? (t0 !== undefined && !(e instanceof MigralabError && e.code === 'INTERRUPTED') ? await m.health?.().catch(() => undefined) : undefined);
     await sq.execute('migrate_cancel').catch(() => {});
-    await steps.cancelCopies(sq, disks, copyStarted).catch(() => {});
+    await steps.cancelCopies(sq, disks, copyStarted, m.tls ? TLS_IDS : undefined).catch(() => {});
     // A cancelled migration resumes the source by itself; make sure of it.
     const status = await sq.execute<{ status: string }>('query-status').then((s) => s.status).catch(() => undefined);
     if (status && status !== 'running') await sq.execute('cont').catch(() => {});

@@ -44,20 +44,31 @@ export interface CopyContext {
   sleep(ms: number): Promise<void>;
 }
 
+/**
+ * TLS for the migration stream and the NBD export (security.tls: psk): QEMU tls-creds-psk
+ * objects, one per role. The destination is the server (migration and NBD), the source the
+ * client; a QEMU that arrived by migration keeps its server object, and gets a client one
+ * when it migrates out.
+ */
+export interface TlsCreds {
+  server: string;
+  client: string;
+}
+
 export interface StorageSteps {
   readonly strategy: 'block' | 'shared';
   /** Before the destination QEMU starts. */
   prepareDestination(dest: NodeTransport, disks: readonly DiskSpec[], sizes: Record<string, number>): Promise<void>;
   /** On the destination, after migrate-incoming. */
-  exportDisks(dest: Qmp, address: string, port: number, disks: readonly DiskSpec[]): Promise<void>;
+  exportDisks(dest: Qmp, address: string, port: number, disks: readonly DiskSpec[], tls?: TlsCreds): Promise<void>;
   /** On the source: copy the disks; resolves once every copy is ready (block), at once (shared). */
-  copy(source: Qmp, address: string, port: number, disks: readonly DiskSpec[], copyMode: Settings['mirror']['copyMode'], ctx: CopyContext): Promise<void>;
+  copy(source: Qmp, address: string, port: number, disks: readonly DiskSpec[], copyMode: Settings['mirror']['copyMode'], ctx: CopyContext, tls?: TlsCreds): Promise<void>;
   /** Bytes the copies processed so far (the mirrors' offsets). */
   copied(source: Qmp): Promise<number | null>;
   /** After completion: end the copies, stop the export. Returns the bytes the copies processed in all. */
-  finish(source: Qmp, dest: Qmp, disks: readonly DiskSpec[]): Promise<number>;
+  finish(source: Qmp, dest: Qmp, disks: readonly DiskSpec[], tls?: TlsCreds): Promise<number>;
   /** After a failure: cancel the copies (the driver removes the destination's disks with the destination). */
-  cancelCopies(source: Qmp, disks: readonly DiskSpec[], copyStarted: boolean): Promise<void>;
+  cancelCopies(source: Qmp, disks: readonly DiskSpec[], copyStarted: boolean, tls?: TlsCreds): Promise<void>;
 }
 
 export const sharedSteps: StorageSteps = {
@@ -75,6 +86,14 @@ export const sharedSteps: StorageSteps = {
 };
 
 const jobId = (d: DiskSpec) => `mirror-${d.nodeName}`;
+const targetNode = (d: DiskSpec) => `nbd-${d.nodeName}`;
+
+/** Removes the NBD target nodes a TLS mirror added. */
+async function dropTargets(source: Qmp, disks: readonly DiskSpec[]): Promise<void> {
+  const nodes = await source.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true }).catch(() => []);
+  if (!Array.isArray(nodes)) return;
+  for (const d of disks) if (nodes.some((n) => n['node-name'] === targetNode(d))) await source.execute('blockdev-del', { 'node-name': targetNode(d) }).catch(() => {});
+}
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 async function mirrorJobs(q: Qmp): Promise<BlockJobInfo[]> {
@@ -103,19 +122,26 @@ export const blockSteps: StorageSteps = {
     }
   },
 
-  async exportDisks(dest, address, port, disks) {
-    await dest.execute('nbd-server-start', { addr: { type: 'inet', data: { host: address, port: String(port) } } }, { timeoutMs: LONG_QMP_MS });
+  async exportDisks(dest, address, port, disks, tls) {
+    await dest.execute('nbd-server-start', { addr: { type: 'inet', data: { host: address, port: String(port) } }, ...(tls ? { 'tls-creds': tls.server } : {}) }, { timeoutMs: LONG_QMP_MS });
     for (const d of disks) await dest.execute('block-export-add', { type: 'nbd', id: `exp-${d.nodeName}`, 'node-name': d.nodeName, name: d.nodeName, writable: true }, { timeoutMs: LONG_QMP_MS });
   },
 
-  async copy(source, address, port, disks, copyMode, ctx) {
+  async copy(source, address, port, disks, copyMode, ctx, tls) {
     const cursor = source.eventCursor();
-    for (const d of disks)
-      await source.execute(
-        'drive-mirror',
-        { 'job-id': jobId(d), device: d.nodeName, target: `nbd://${address}:${port}/${d.nodeName}`, format: 'raw', sync: 'full', mode: 'existing', 'copy-mode': copyMode, speed: 1 },
-        { timeoutMs: LONG_QMP_MS },
-      );
+    for (const d of disks) {
+      if (!tls) {
+        await source.execute(
+          'drive-mirror',
+          { 'job-id': jobId(d), device: d.nodeName, target: `nbd://${address}:${port}/${d.nodeName}`, format: 'raw', sync: 'full', mode: 'existing', 'copy-mode': copyMode, speed: 1 },
+          { timeoutMs: LONG_QMP_MS },
+        );
+        continue;
+      }
+      // An nbd:// target cannot carry TLS credentials: the target is a block node of its own, then blockdev-mirror (what drive-mirror does inside).
+      await source.execute('blockdev-add', { driver: 'nbd', 'node-name': targetNode(d), server: { type: 'inet', host: address, port: String(port) }, export: d.nodeName, 'tls-creds': tls.client }, { timeoutMs: LONG_QMP_MS });
+      await source.execute('blockdev-mirror', { 'job-id': jobId(d), device: d.nodeName, target: targetNode(d), sync: 'full', 'copy-mode': copyMode, speed: 1 }, { timeoutMs: LONG_QMP_MS });
+    }
     // Every mirror exists: let them all copy at full speed.
     for (const d of disks) await source.execute('block-job-set-speed', { device: jobId(d), speed: 0 });
     const ready = new Set<string>();
@@ -152,19 +178,22 @@ export const blockSteps: StorageSteps = {
     return jobs && jobs.length ? sum(jobs.map((j) => j.offset)) : null;
   },
 
-  async finish(source, dest, disks) {
+  async finish(source, dest, disks, tls) {
     // What the mirrors processed in all: the disks once, plus whatever the guest rewrote meanwhile.
     const bytes = sum((await mirrorJobs(source)).map((j) => j.offset));
     for (const d of disks) await source.execute('block-job-cancel', { device: jobId(d) }).catch(() => {});
     await waitJobsGone(source, { sleep: realSleep }, 5000);
+    if (tls) await dropTargets(source, disks);
     await dest.execute('nbd-server-stop').catch(() => {});
     return bytes;
   },
 
-  async cancelCopies(source, disks, copyStarted) {
+  async cancelCopies(source, disks, copyStarted, tls) {
     if (!copyStarted) return;
     for (const d of disks) await source.execute('block-job-cancel', { device: jobId(d), force: true }).catch(() => {});
     await waitJobsGone(source, { sleep: realSleep }, 5000).catch(() => {});
+    // the source runs on: a TLS target node left behind would refuse the next attempt's (same name)
+    if (tls) await dropTargets(source, disks);
   },
 };
 

@@ -30,5 +30,6 @@ export async function effectiveTunables(q: Qmp): Promise<EffectiveTunables> {
     multifdChannels: on('multifd') ? ((params['multifd-channels'] as number | undefined) ?? null) : 0,
     autoConverge: on('auto-converge'),
     postcopy: on('postcopy-ram'),
+    tls: typeof params['tls-creds'] === 'string' && params['tls-creds'] !== '',
   };
 }

@@ -113,6 +113,32 @@ function byCellLabel(its: readonly IterationResult[]): Map<string, IterationResu
   return m;
 }
 
+/**
+ * With one axis (and no fault cells): what each of its values costs against the first, per
+ * strategy, as ratios of the medians ("security.tls psk/none, block: duration 1.75x").
+ */
+export function oneAxisRatios(cells: readonly StrategySummary[]): string[] {
+  const parts = cells.map((c) => (c.group && !c.group.includes(', ') ? c.group.split('=') : undefined));
+  if (!parts.length || parts.some((p) => !p || p.length !== 2)) return [];
+  const keys = new Set(parts.map((p) => p![0]));
+  if (keys.size !== 1) return [];
+  const key = [...keys][0]!;
+  const values = [...new Set(parts.map((p) => p![1]!))];
+  if (values.length < 2) return [];
+  const fr = (a?: number, b?: number) => (a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`);
+  const out: string[] = [];
+  for (const strategy of [...new Set(cells.map((c) => c.strategy))]) {
+    const at = (v: string) => cells.find((c) => c.strategy === strategy && c.group === `${key}=${v}`);
+    const base = at(values[0]!);
+    for (const v of values.slice(1)) {
+      const c = at(v);
+      if (!c || !base) continue;
+      out.push(`${key} ${v}/${values[0]} (ratio of medians), ${strategy}: duration ${fr(c.durationMs.median, base.durationMs.median)}, qemu downtime ${fr(c.downtimeMs.median, base.downtimeMs.median)}, ping interruption ${fr(c.maxGapMs.median, base.maxGapMs.median)}`);
+    }
+  }
+  return out;
+}
+
 /** The comparison table: per cell median (min..max) as results.summary has them, and block/shared ratios of the medians. */
 export function summaryTable(results: Results): string {
   const s = summarize(results.iterations, results.scenario.asRun.strategies ?? []);
@@ -128,6 +154,8 @@ export function summaryTable(results: Results): string {
   const ratios = s.ratiosByGroup ?? [{ group: '', ...s.blockToSharedRatio }];
   const shown = ratios.filter((r) => r.durationMs !== undefined || r.downtimeMs !== undefined);
   if (shown.length) lines.push('', ...shown.map((r) => ratioLine(r, r.group ? ` at ${r.group}` : '')));
+  const axisLines = oneAxisRatios(s.strategies);
+  if (axisLines.length) lines.push('', ...axisLines);
   const faulted = results.iterations.filter((i) => i.fault);
   if (faulted.length) {
     lines.push('', 'faults (expected end: met/runs, how they ended, median ms from the request to the failure being noticed):');

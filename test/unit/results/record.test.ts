@@ -11,7 +11,7 @@ const figures = (over: Partial<MigrationFigures['qemu']> = {}): MigrationFigures
   completedAt: 1_700_000_000_620,
   samples: [],
   marks: { mirrorReady: null, ramStart: 0, postcopyStart: null, completed: 620, destRunning: 628, cleanedUp: 630 },
-  tunables: { maxBandwidthBytesPerSec: 134217728, downtimeLimitMs: 300, multifdChannels: 0, autoConverge: false, postcopy: false },
+  tunables: { maxBandwidthBytesPerSec: 134217728, downtimeLimitMs: 300, multifdChannels: 0, autoConverge: false, postcopy: false, tls: false },
   qemu: { totalTimeMs: 612, downtimeMs: 9, setupTimeMs: 3, ramBytes: 88e6, diskBytes: 0, iterations: 3, dirtyBytesPerSecMax: null, eventDowntimeMs: 14.2, ...over },
   notes: [],
 });
