@@ -14,6 +14,7 @@
 import { $, argv, fs, path, sleep } from 'zx';
 import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 
 $.verbose = false;
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -124,6 +125,8 @@ async function stop(vm) {
   try { process.kill(vm.pid, 'SIGKILL'); } catch {}
 }
 
+const COMMAND_PREFIX = '@@X ';
+
 /** The guest's address, set through its control shell (it has no config drive). */
 async function configureGuest(n) {
   const sock = path.join(work, n.name, 'ctl.sock');
@@ -134,7 +137,8 @@ async function configureGuest(n) {
       let text = '';
       c.on('error', () => res(''));
       c.on('data', (d) => (text += d));
-      c.on('connect', () => c.write(`ip addr add ${ip}/${prefix} dev eth0 2>/dev/null; ip link set eth0 up; echo BARE-$((6*7))\n`));
+      // the guest's control loop runs only whole lines that start with its command prefix (lab/image/init.ts COMMAND_PREFIX)
+      c.on('connect', () => c.write(`${COMMAND_PREFIX}ip addr add ${ip}/${prefix} dev eth0 2>/dev/null; ip link set eth0 up; echo BARE-$((6*7))\n`));
       setTimeout(() => (c.destroy(), res(text)), 300);
     });
     if (out.includes('BARE-42')) return;
@@ -160,6 +164,15 @@ function maxGap(times, from, to) {
 
 const results = [];
 const started = new Set();
+// Ctrl-C (or a timeout's SIGTERM): the guests' QEMUs are daemonized, so they would outlive us
+for (const sig of ['SIGINT', 'SIGTERM'])
+  process.on(sig, () => {
+    for (const pid of started) try { process.kill(pid, 'SIGKILL'); } catch {}
+    fs.removeSync(work);
+    if (strategy === 'shared') fs.removeSync(path.join(nfs.instancesDir, 'bare'));
+    if (!wasUp) execFileSync('node', [path.join(root, 'scripts/migralab.js'), 'down', topology], { stdio: 'ignore' });
+    process.exit(130);
+  });
 try {
   await fs.remove(work);
   for (const n of [src, dst]) await fs.mkdirp(path.join(work, n.name));
