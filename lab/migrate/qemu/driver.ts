@@ -240,7 +240,10 @@ function watchNfsServer(from: LabNode, server: { name: string; address: string }
   const lost = (why: string) => trip({ kind: 'storage-lost', fatal: true, message: `the NFS server on ${server.name} (${server.address}:2049) ${why}: the shared storage is gone` });
   const hold = () => {
     if (stopped) return;
-    const p = from.transport.stream(['bash', '-c', `exec 3<>/dev/tcp/${server.address}/2049 || exit 3; cat <&3 >/dev/null`]);
+    // exec: the process the stream kills is the holder itself. A cat forked by bash outlived the
+    // kill, kept the connection and its stderr pipe open, and `migralab run` on a lab that was
+    // already up never exited (until ganesha went down).
+    const p = from.transport.stream(['bash', '-c', `exec 3<>/dev/tcp/${server.address}/2049 || exit 3; exec cat <&3 >/dev/null`]);
     current = p;
     void p.exited.then(async (x) => {
       if (stopped) return;
