@@ -33,6 +33,19 @@ export const GUEST_MEMORY_MAX = 64 * 1024 ** 3;
 export const strategies = ['block', 'shared'] as const;
 export type Strategy = (typeof strategies)[number];
 
+export const placements = ['back-and-forth', 'round-robin'] as const;
+export type Placement = (typeof placements)[number];
+
+/** The node a guest on `source` migrates to under `placement`, among the lab's compute nodes (in topology order). */
+export function destinationFor<N extends { name: string }>(placement: Placement, computes: readonly N[], source: N): N {
+  if (placement === 'round-robin') {
+    const i = computes.findIndex((n) => n.name === source.name);
+    return computes[(i + 1) % computes.length]!;
+  }
+  const [a, b] = computes;
+  return source.name === a!.name ? b! : a!;
+}
+
 /** Migration drivers: QMP directly, or libvirt (virsh over qemu+tcp, the tutorial's stack). */
 export const driverNames = ['qemu', 'libvirt'] as const;
 export type DriverName = (typeof driverNames)[number];
@@ -98,6 +111,12 @@ export const scenarioSchema = z
       .superRefine(unique('driver'))
       .default(['qemu']),
     repetitions: z.number({ error: 'expected a whole number of repetitions' }).int().min(1).max(100).default(3),
+    /**
+     * Where each migration goes: `back-and-forth` between the first two compute nodes (the
+     * tutorial's controller <-> compute1), or `round-robin`: from wherever the guest is to the
+     * next compute node in the topology's order (controller -> compute1 -> compute2 -> ...).
+     */
+    placement: z.enum(placements, { error: `expected ${placements.join(' or ')}` }).default('back-and-forth'),
     guest: z
       .strictObject({
         memory: size('guest memory', GUEST_MEMORY_MIN, '(80MiB did not boot here)')

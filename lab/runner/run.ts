@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve, join } from 'node:path';
-import { loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
+import { destinationFor, loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
 import { loadTopology } from '../config/topology.ts';
 import type { Settings } from '../config/settings.ts';
 import { MigralabError } from '../errors.ts';
@@ -193,7 +193,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
           return undefined;
         });
       }
-      const destination = computes.find((n) => n.name !== source.name)!;
+      const destination = destinationFor(scenario.placement, computes, source);
       ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name });
       linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
       const { result, interrupted } = await runIteration(

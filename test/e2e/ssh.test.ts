@@ -72,6 +72,23 @@ describe('the ssh provider on real sshd hosts', () => {
     expect(existsSync('/var/lib/migralab-test/mlforged.ledger.json')).toBe(false);
   }, 60_000);
 
+  it.each([
+    ['a host that does not answer', (t: string) => t.replace('address: 10.79.0.12', 'address: 10.79.0.13').replace('name: mlssh', 'name: mlgone'), /cannot connect to compute1 \(root@10\.79\.0\.13:22\): .*(EHOSTUNREACH|ETIMEDOUT|Timed out|No route)/i, 'mlgone'],
+    ['a key the hosts do not accept', (t: string) => t.replace(join(hostsDir, 'ssh/id_ed25519'), join(scratch, 'other_ed25519')).replace('name: mlssh', 'name: mlkey'), /cannot connect to controller \(root@10\.79\.0\.11:22\): .*authentication/i, 'mlkey'],
+  ] as const)('%s: a clear error naming the host, exit 4, nothing applied', async (_what, edit, message, lab) => {
+    if (!existsSync(join(scratch, 'other_ed25519'))) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(scratch, 'other_ed25519')]);
+    const topo = join(scratch, `${lab}.lab.yaml`);
+    writeFileSync(topo, edit(readFileSync(SSH, 'utf8')));
+    const t0 = performance.now();
+    const r = await cli(['up', topo]);
+    expect(r.exitCode, r.all).toBe(4);
+    expect(r.stderr).toMatch(message);
+    expect(performance.now() - t0).toBeLessThan(30_000);
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(existsSync(`/var/lib/migralab-test/${lab}.ledger.json`)).toBe(false);
+    expect(existsSync('/var/lib/migralab-test/remote')).toBe(false);
+  }, 60_000);
+
   let results: Results;
   it('runs the small scenario through ssh2 with results of the same shape as local ones', async () => {
     const dir = join(scratch, 'run');

@@ -60,6 +60,7 @@ const scenarios: [string, string, string][] = [
   ['unknown tunable', 'tunables: { compress: true }', 'tunables.compress'],
   ['copy mode unknown', 'mirror: { copyMode: fast }', 'mirror.copyMode'],
   ['tls mode unknown', 'security: { tls: x509 }', 'security.tls'],
+  ['placement unknown', 'placement: random', 'placement'],
   ['tls psk with the libvirt driver', 'drivers: [libvirt]\nsecurity: { tls: psk }', 'security.tls'],
   ['tls axis psk with the libvirt driver', 'drivers: [qemu, libvirt]\naxes: { security.tls: [none, psk] }', 'axes.security.tls[1]'],
   ['hypervisor build unknown', 'hypervisor: { qemu: latest }', 'hypervisor.qemu'],

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { parseConfig } from '../../../lab/config/load.ts';
-import { scenarioSchema, loadScenario } from '../../../lab/config/scenario.ts';
+import { scenarioSchema, loadScenario, destinationFor } from '../../../lab/config/scenario.ts';
 import { parseSize } from '../../../lab/config/size.ts';
 import { ConfigError } from '../../../lab/errors.ts';
 
@@ -76,5 +76,21 @@ describe('a scenario as run (results.json) parses again to itself', () => {
   it('is idempotent', async () => {
     const s = await loadScenario('scenarios/block-vs-shared.yaml');
     expect(scenarioSchema.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
+  });
+});
+
+describe('placement: where each migration goes', () => {
+  const nodes = ['controller', 'compute1', 'compute2', 'compute3'].map((name) => ({ name }));
+  const walk = (placement: 'back-and-forth' | 'round-robin', steps: number) => {
+    let at = nodes[0]!;
+    const out = [at.name];
+    for (let i = 0; i < steps; i++) out.push((at = destinationFor(placement, nodes, at)).name);
+    return out;
+  };
+  it('back-and-forth: between the first two compute nodes, whatever else the lab has', () => {
+    expect(walk('back-and-forth', 3)).toEqual(['controller', 'compute1', 'controller', 'compute1']);
+  });
+  it('round-robin: the next compute node in topology order, wrapping around', () => {
+    expect(walk('round-robin', 5)).toEqual(['controller', 'compute1', 'compute2', 'compute3', 'controller', 'compute1']);
   });
 });
