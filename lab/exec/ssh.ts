@@ -174,7 +174,8 @@ export class SshNode implements NodeTransport {
       c.once('error', (e: Error & { level?: string }) => {
         if (hostKeyError) reject(new MigralabError('CONFIG', hostKeyError));
         else if (e.level === 'client-authentication') reject(new MigralabError('PREREQ', `${where}: authentication failed (${t.identityFile ? `key ${t.identityFile}` : 'SSH agent'}): ${e.message}`));
-        else reject(new MigralabError('LAB', `cannot connect to ${where}: ${e.message}`));
+        // through a namespace the connection is a pipe to a forwarder: a host that does not answer shows as a connection lost before the handshake
+        else reject(new MigralabError('LAB', `cannot connect to ${where}: ${e.message}${/before handshake/i.test(e.message) ? ' (nothing answered there: is the host up, and its sshd listening on that port?)' : ''}`));
       });
       c.connect(cfg);
     });
