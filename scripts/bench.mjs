@@ -32,10 +32,12 @@ for (let i = 0; i < runs; i++) {
 
 const wallMs = [];
 const per = {};
+const sizing = [];
 for (let i = 0; i < runs; i++) {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mlbench-'));
   wallMs.push(await timed(() => $`node ${cli} run ${scenario} --topology ${topology} --results-dir ${dir} --quiet`.nothrow()));
   const r = JSON.parse(await fs.readFile(path.join(dir, 'results.json'), 'utf8'));
+  if (r.sizing) sizing.push(r.sizing);
   for (const it of r.iterations.filter((x) => x.ok)) {
     const p = (per[it.strategy] ??= { duration: [], downtime: [], gap: [] });
     p.duration.push(it.durationMs);
@@ -54,3 +56,11 @@ for (const [s, v] of Object.entries(per))
 const b = median(per.block?.duration ?? []);
 const s = median(per.shared?.duration ?? []);
 if (b != null && s != null) console.log(`block/shared migration wall time ratio of medians: ${(b / s).toFixed(2)}x`);
+// Sizing a CI runner: the harness's CPU per run, each guest's QEMU peak memory, and how many such
+// QEMUs this host's available memory holds (memory alone: under TCG each running guest wants a core too).
+if (sizing.length) {
+  const peak = Math.max(...sizing.flatMap((z) => Object.values(z.peakRssBytesByGuest)));
+  const avail = median(sizing.map((z) => z.hostMemAvailableBytes).filter((v) => v !== null));
+  console.log(`harness CPU per run      median ${f(median(sizing.map((z) => z.harnessCpuMs)))} ms; QEMU peak RSS (largest guest) ${(peak / 2 ** 20).toFixed(1)} MiB`);
+  if (avail != null) console.log(`guests of this size this host holds at once, by memory: ${Math.floor(avail / peak)} (${(avail / 2 ** 30).toFixed(1)} GiB available); it has ${os.cpus().length} cores, and under TCG a guest that works keeps one busy`);
+}

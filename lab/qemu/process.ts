@@ -50,6 +50,23 @@ export interface QemuStartOptions {
   qmpTimeoutMs?: number;
 }
 
+
+/** One QEMU's peak resident memory (VmHWM), read as it is stopped: what a guest of its size costs a host. */
+export interface QemuPeak {
+  guest: string;
+  node: string;
+  peakRssBytes: number;
+}
+
+/** Where stopped QEMUs report their peaks (a run collects them for results.sizing). */
+const peakSinks = new Set<(p: QemuPeak) => void>();
+export function collectQemuPeaks(): { peaks: QemuPeak[]; stop(): void } {
+  const peaks: QemuPeak[] = [];
+  const sink = (p: QemuPeak) => void peaks.push(p);
+  peakSinks.add(sink);
+  return { peaks, stop: () => void peakSinks.delete(sink) };
+}
+
 /** A started QEMU on a node, with its QMP connection. Recorded in the ledger before it starts. */
 export class QemuProcess implements AsyncDisposable {
   private constructor(
@@ -132,6 +149,14 @@ export class QemuProcess implements AsyncDisposable {
     return this.proc.alive();
   }
 
+  /** VmHWM of the process, to every collector (nothing when it cannot be read). */
+  private async reportPeak(): Promise<void> {
+    const r = await this.placement.transport.run(['cat', `/proc/${this.pid}/status`], { check: false }).catch(() => undefined);
+    const kib = Number(/^VmHWM:\s+(\d+) kB/m.exec(r?.stdout ?? '')?.[1]);
+    if (!(kib > 0)) return;
+    for (const sink of peakSinks) sink({ guest: this.launch.name, node: this.nodeName, peakRssBytes: kib * 1024 });
+  }
+
   /** Kills the process at once (a fault, or a QEMU that does not answer). */
   async kill(): Promise<void> {
     await this.proc.signal('SIGKILL');
@@ -141,6 +166,7 @@ export class QemuProcess implements AsyncDisposable {
   /** Asks QEMU to quit, waits for the process to be gone (killing it if it hangs), forgets it in the ledger. */
   async quit(): Promise<void> {
     if (await this.proc.alive()) {
+      if (peakSinks.size) await this.reportPeak();
       try {
         await this.qmp.execute('quit', undefined, { timeoutMs: 3000 });
       } catch {

@@ -301,6 +301,20 @@ export const resultsSchema = z.object({
   startedAt: z.string(),
   finishedAt: z.string().optional(),
   interrupted: z.boolean().optional(),
+  /**
+   * What the run cost its host, to size a CI runner: the harness's own CPU time (user +
+   * system, the whole run), and every QEMU's peak resident memory (VmHWM when it was stopped).
+   */
+  sizing: z
+    .object({
+      harnessCpuMs: z.number(),
+      wallMs: z.number(),
+      qemu: z.array(z.object({ guest: z.string(), node: z.string(), peakRssBytes: z.number() })),
+      /** The largest of those peaks per guest. */
+      peakRssBytesByGuest: z.record(z.string(), z.number()),
+      hostMemAvailableBytes: z.number().nullable(),
+    })
+    .optional(),
   iterations: z.array(iterationSchema),
   summary: z
     .object({

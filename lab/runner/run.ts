@@ -24,6 +24,7 @@ import { summarize } from '../results/cells.ts';
 import { scenarioThresholdChecks, type ThresholdCheck } from '../results/thresholds.ts';
 import { writeReports } from '../results/reporters/index.ts';
 import { defaultResultsDir, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from '../results/schema.ts';
+import { collectQemuPeaks, type QemuPeak } from '../qemu/process.ts';
 import { plan, expandCells, type Cell } from './matrix.ts';
 import { GuestSlot, guestName, guestSpec } from './guests.ts';
 import { FaultInjection } from './faults.ts';
@@ -100,6 +101,13 @@ export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, m
   return `guest.memory: ${guests} guest(s) of ${gib(guestMemory)} plus a destination during each migration need ${gib(need)}, and this host has ${gib(memAvailable)} available (MemAvailable in /proc/meminfo)`;
 }
 
+/** results.sizing from the run's CPU usage, wall time and the QEMUs' peaks. */
+export function sizingOf(cpu: NodeJS.CpuUsage, wallMs: number, qemu: QemuPeak[], hostMemAvailableBytes: number | null): NonNullable<Results['sizing']> {
+  const peakRssBytesByGuest: Record<string, number> = {};
+  for (const q of qemu) peakRssBytesByGuest[q.guest] = Math.max(peakRssBytesByGuest[q.guest] ?? 0, q.peakRssBytes);
+  return { harnessCpuMs: (cpu.user + cpu.system) / 1000, wallMs, qemu, peakRssBytesByGuest, hostMemAvailableBytes };
+}
+
 function memAvailable(): number | null {
   try {
     const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
@@ -153,6 +161,11 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
 
   const slots = new Map<string, GuestSlot>();
   const computes = lab.computes;
+  // sizing: what this run costs its host (the harness's CPU, each QEMU's peak memory)
+  const peaks = collectQemuPeaks();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const hostMem = lab.info.provider === 'local' ? memAvailable() : null;
   let linkKey: string | undefined;
   try {
     if (opts.signal?.aborted) throw interruptedError(); // Ctrl-C while the lab came up
@@ -212,6 +225,8 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   } finally {
     if (linkKey !== undefined) await clearLinkConditions(lab.computes.map((n) => n.transport)).catch(() => {});
     for (const g of slots.values()) await g.destroy();
+    peaks.stop();
+    results.sizing = sizingOf(process.cpuUsage(cpu0), performance.now() - t0, peaks.peaks, hostMem);
     await lab.ledger.forget((r) => r === user);
     results.finishedAt = new Date().toISOString();
     results.summary = summarize(results.iterations, scenario.strategies);

@@ -39,6 +39,19 @@ describe('block vs shared migration, end to end', () => {
     expect(results.environment.cpuModel.length).toBeGreaterThan(0);
   });
 
+  it('records what the run cost its host: harness CPU, every QEMU\'s peak memory, and prints it', () => {
+    const s = results.sizing!;
+    expect(s.harnessCpuMs).toBeGreaterThan(0);
+    expect(s.wallMs).toBeGreaterThan(0);
+    // every QEMU stopped during the run: per guest its boot and each destination (one per migration)
+    for (const strategy of ['block', 'shared']) expect(s.qemu.filter((q) => q.guest.startsWith(strategy)).length).toBe(results.iterations.filter((i) => i.strategy === strategy).length + 1);
+    // a QEMU that ran a guest holds more than its own binary, and not wildly more than the guest's memory
+    for (const q of s.qemu) expect(q.peakRssBytes).toBeGreaterThan(32 * 2 ** 20);
+    for (const b of Object.values(s.peakRssBytesByGuest)) expect(b).toBeLessThan(1024 * 2 ** 20);
+    expect(s.hostMemAvailableBytes).toBeGreaterThan(0);
+    expect(stdout).toMatch(/sizing: harness CPU \d+\.\d s over \d+\.\d s; QEMU peak RSS .*room for \d+ QEMUs of/);
+  });
+
   it('ran interleaved, back and forth between the nodes', () => {
     expect(results.iterations.map((i) => [i.strategy, i.repetition, i.source, i.destination])).toEqual([
       ['block', 1, 'controller', 'compute1'],

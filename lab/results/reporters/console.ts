@@ -178,6 +178,22 @@ export function summaryTable(results: Results): string {
   }
   const env = results.environment;
   lines.push(`environment: ${env.accelerator} (${env.acceleratorReason}), QEMU ${env.qemuVersion}, kernel ${env.kernel}, NFS client ${env.nfsClient}, ${env.cpus}x ${env.cpuModel}`);
+  const sizing = sizingLine(results.sizing);
+  if (sizing) lines.push(sizing);
   lines.push('median (min..max) over successful iterations');
   return lines.join('\n');
+}
+
+/**
+ * What the run cost its host: the harness's CPU time, each guest's QEMU peak memory, and how
+ * many QEMUs of the largest peak the host's available memory holds (memory alone: under TCG
+ * each running guest also wants a core).
+ */
+export function sizingLine(s: Results['sizing']): string | undefined {
+  if (!s) return undefined;
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const guests = Object.entries(s.peakRssBytesByGuest);
+  const largest = Math.max(0, ...guests.map(([, b]) => b));
+  const fit = s.hostMemAvailableBytes !== null && largest > 0 ? `; this host had ${(s.hostMemAvailableBytes / 2 ** 30).toFixed(1)} GiB available at the start: room for ${Math.floor(s.hostMemAvailableBytes / largest)} QEMUs of ${mib(largest)} by memory alone` : '';
+  return `sizing: harness CPU ${(s.harnessCpuMs / 1000).toFixed(1)} s over ${(s.wallMs / 1000).toFixed(1)} s${guests.length ? `; QEMU peak RSS ${guests.map(([g, b]) => `${g} ${mib(b)}`).join(', ')}` : ''}${fit}`;
 }

@@ -34,3 +34,19 @@ describe('console: what one axis costs', () => {
     expect(oneAxisRatios([cell('block', 'security.tls=psk', 1, 1, 1)])).toEqual([]);
   });
 });
+
+describe('console: sizing', () => {
+  it('the harness CPU, each guest\'s QEMU peak and how many such QEMUs fit in the memory available', async () => {
+    const { sizingOf } = await import('../../../../lab/runner/run.ts');
+    const { sizingLine } = await import('../../../../lab/results/reporters/console.ts');
+    const s = sizingOf({ user: 1_500_000, system: 500_000 }, 20_000, [
+      { guest: 'block-vm', node: 'controller', peakRssBytes: 300 * 2 ** 20 },
+      { guest: 'block-vm', node: 'compute1', peakRssBytes: 320 * 2 ** 20 },
+      { guest: 'shared-vm', node: 'controller', peakRssBytes: 290 * 2 ** 20 },
+    ], 4 * 2 ** 30);
+    expect(s.peakRssBytesByGuest).toEqual({ 'block-vm': 320 * 2 ** 20, 'shared-vm': 290 * 2 ** 20 });
+    expect(s.harnessCpuMs).toBe(2000);
+    expect(sizingLine(s)).toBe('sizing: harness CPU 2.0 s over 20.0 s; QEMU peak RSS block-vm 320.0 MiB, shared-vm 290.0 MiB; this host had 4.0 GiB available at the start: room for 12 QEMUs of 320.0 MiB by memory alone');
+    expect(sizingLine(undefined)).toBeUndefined();
+  });
+});
