@@ -13,6 +13,13 @@ export const defaultScenario = resolve(root, 'scenarios/block-vs-shared.yaml');
 
 type Print = (s: string) => void;
 
+/** A command run by `migralab shell` failed: its exit code is migralab's, with nothing added. */
+class PassThroughExit extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
+
 export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'), signal?: AbortSignal, stepSummary?: string): Command {
   const log: Print = (s) => process.stderr.write(s + '\n');
   const program = new Command('migralab')
@@ -90,6 +97,41 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
         const procs = ledger.resources.filter((r) => r.kind === 'process');
         print(`  processes: ${procs.map((p) => (p.kind === 'process' ? `${p.name}@${p.node} pid ${p.pid}` : '')).join(', ')}`);
         for (const l of sockets) print(`  listening: ${l.node.padEnd(11)} ${l.address.padEnd(22)} ${l.program}${l.config ? ` (${l.config})` : ''}`);
+      }
+    });
+
+  program
+    .command('shell')
+    .description("a shell, or one command, inside a lab node (its network, mount and UTS namespaces), to look around as on the tutorial's hosts: hostname, cat /etc/hosts, ss -ltn, ls the instances directory; a command's exit code is passed through")
+    .argument('<node>', 'a node of the topology, or its observer')
+    .argument('[command...]', 'the command to run instead of a shell (put it after --)')
+    .option('--topology <file>', 'topology file', defaultTopology)
+    .action(async (name: string, command: string[], o: { topology: string }) => {
+      const t = await loadTopology(o.topology);
+      const plan = planLab(t);
+      const names = [...plan.nodes.map((n) => n.name), plan.observer.name];
+      if (!names.includes(name)) throw new MigralabError('USAGE', `no node ${name} in ${o.topology}: expected one of ${names.join(', ')}`);
+      const { state } = await providerFor(t).status(plan);
+      if (state !== 'up') throw new MigralabError('LAB', `lab ${t.name} is ${state}: run migralab up ${o.topology} first`);
+      const lab = await providerFor(t).attach(plan);
+      if (!lab) throw new MigralabError('LAB', `lab ${t.name} is not up: run migralab up ${o.topology} first`);
+      try {
+        const node = name === plan.observer.name ? lab.observer() : lab.nodes.find((n) => n.name === name)!.transport;
+        if (command.length) {
+          const r = await node.run(command, { check: false, timeoutMs: 3_600_000 });
+          if (r.stdout) process.stdout.write(r.stdout.endsWith('\n') ? r.stdout : `${r.stdout}\n`);
+          if (r.stderr) process.stderr.write(r.stderr.endsWith('\n') ? r.stderr : `${r.stderr}\n`);
+          if (r.exitCode !== 0) throw new PassThroughExit(r.exitCode ?? 1);
+          return;
+        }
+        if (node.kind !== 'local' || !('prefix' in node)) throw new MigralabError('USAGE', `an interactive shell needs the local provider; on ${name} run one command (migralab shell ${name} -- COMMAND), or ssh to the host`);
+        log(`migralab: a shell on ${name} (exit to leave)`);
+        const { spawnSync } = await import('node:child_process');
+        const prefix = (node as { prefix: readonly string[] }).prefix;
+        const r = spawnSync(prefix[0] ?? 'env', [...prefix.slice(1), 'env', `PS1=(${t.name}) \\u@\\h:\\w# `, 'bash', '--norc', '-i'], { stdio: 'inherit' });
+        if (r.status) throw new PassThroughExit(r.status);
+      } finally {
+        lab.release();
       }
     });
 
@@ -227,6 +269,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof PassThroughExit) return e.exitCode;
     process.stderr.write(`migralab: ${(e as Error).message}\n`);
     return exitCodeOf(e);
   } finally {

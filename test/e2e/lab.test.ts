@@ -110,6 +110,19 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
     for (const line of rpc) expect(line).toMatch(/\s(10\.78\.0\.11|127\.0\.0\.1|\[::1\]):111\s/);
   });
 
+  it('migralab shell runs a command inside a node and passes its exit code through', async () => {
+    const h = await cli(['shell', 'controller', '--topology', testTopologyFile, '--', 'hostname']);
+    expect(h.exitCode, h.all).toBe(0);
+    expect(h.stdout.trim()).toBe('controller');
+    const hosts = await cli(['shell', 'compute1', '--topology', testTopologyFile, '--', 'cat', '/etc/hosts']);
+    expect(hosts.stdout).toMatch(/^10\.78\.0\.11\tcontroller$/m);
+    const failed = await cli(['shell', 'compute1', '--topology', testTopologyFile, '--', 'sh', '-c', 'exit 7']);
+    expect(failed.exitCode).toBe(7);
+    const unknown = await cli(['shell', 'compute9', '--topology', testTopologyFile, '--', 'true']);
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toMatch(/no node compute9 in .*: expected one of controller, compute1, observer/);
+  });
+
   it('compute1 writes a file through NFS that the controller sees', async () => {
     const name = 'e2e-nfs-probe.raw';
     const w = await onNode(plan, 'compute1', ['qemu-img', 'create', '-q', '-f', 'raw', `nfs://controller${plan.nfsServer.instancesDir}/${name}`, '2M']);
