@@ -265,9 +265,16 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   const result = toIteration(obs);
   // A guest that came out of a migration without its network or with wrong RAM (QEMU 7.2's lost
   // writes, say) still answers its shell but cannot be measured again: it is replaced too.
-  if (!slot.broken && !interrupted && outcome && (result.verified.answersPing === false || result.verified.ramIntact === false))
-    slot.broken = `guest ${slot.name} came out of iteration ${place.index + 1} damaged (${result.verified.ramIntact === false ? 'guest RAM wrong' : 'no ping reply'})`;
+  const damage = outcome ? damageOf(result.verified) : undefined;
+  if (!slot.broken && !interrupted && damage) slot.broken = `guest ${slot.name} came out of iteration ${place.index + 1} damaged (${damage})`;
   return { result, interrupted };
+}
+
+/** What makes a guest that came out of a migration unfit to be measured again, if anything. */
+export function damageOf(verified: Pick<IterationResult['verified'], 'answersPing' | 'ramIntact'>): string | undefined {
+  if (verified.ramIntact === false) return 'guest RAM wrong';
+  if (verified.answersPing === false) return 'no ping reply';
+  return undefined;
 }
 
 function mergeEvents(...all: (MigrationEvents | undefined)[]): MigrationEvents {

@@ -1,13 +1,11 @@
-import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { describe, it, expect } from 'vitest';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import { Ledger } from '../../lab/state/ledger.ts';
-import { cli, leftovers, testPlan, testTopologyFile } from './helpers.ts';
+import { cli, labScratch, leftovers, testPlan, testTopologyFile } from './helpers.ts';
 import type { Results } from '../../lab/results/schema.ts';
 
-let dir: string;
 
 async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -30,7 +28,7 @@ async function allPids(ledgerFile: string): Promise<number[]> {
 }
 
 /** Starts `migralab run small.yaml` and resolves once its first migration began, with its log so far. */
-async function runUntilFirstMigration() {
+async function runUntilFirstMigration(dir: string) {
   const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
   const out = { child, log: '' };
   child.all!.on('data', (d: Buffer) => (out.log += d.toString()));
@@ -39,20 +37,13 @@ async function runUntilFirstMigration() {
 }
 
 describe('failures, interruptions and crashes', () => {
-  beforeEach(async () => {
-    await cli(['down', testTopologyFile]);
-    dir = mkdtempSync(join(tmpdir(), 'mlfail-'));
-  });
-  afterEach(async () => {
-    await cli(['down', testTopologyFile]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scratch = labScratch('mlfail-', { each: true });
 
   it('a migration that fails leaves the guest running on the source, is recorded, and the exit code says so', async () => {
-    const r = await cli(['run', 'test/fixtures/timeout.yaml', '--results-dir', dir]);
+    const r = await cli(['run', 'test/fixtures/timeout.yaml', '--results-dir', scratch.dir]);
     expect(r.exitCode, r.all).toBe(1);
     expect(r.stderr).toMatch(/2 of 2 migrations failed/);
-    const res: Results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    const res: Results = JSON.parse(readFileSync(join(scratch.dir, 'results.json'), 'utf8'));
     expect(res.iterations).toHaveLength(2);
     for (const i of res.iterations) {
       expect(i.ok).toBe(false);
@@ -66,13 +57,13 @@ describe('failures, interruptions and crashes', () => {
 
   it('Ctrl-C during a run stops it, writes partial results, and leaves nothing behind', async () => {
     const plan = await testPlan();
-    const run = await runUntilFirstMigration();
+    const run = await runUntilFirstMigration(scratch.dir);
     const pids = await allPids(plan.ledgerFile);
     run.child.kill('SIGINT');
     const r = await run.child;
     expect(r.exitCode, run.log).toBe(130);
     expect(run.log).toMatch(/interrupted/);
-    const res: Results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    const res: Results = JSON.parse(readFileSync(join(scratch.dir, 'results.json'), 'utf8'));
     expect(res.interrupted).toBe(true);
     // the iteration in flight is kept, marked interrupted, with where the guest was left
     const last = res.iterations.at(-1)!;
@@ -83,7 +74,7 @@ describe('failures, interruptions and crashes', () => {
 
   it('Ctrl-C while the guests boot exits 130 within a second, with nothing left', async () => {
     const plan = await testPlan();
-    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', dir], { reject: false, all: true });
+    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', scratch.dir], { reject: false, all: true });
     let log = '';
     child.all!.on('data', (d: Buffer) => (log += d.toString()));
     await until('the guests booting', () => log.includes('booting'), 120_000);
@@ -101,7 +92,7 @@ describe('failures, interruptions and crashes', () => {
 
   it('down cleans up after the harness was killed with SIGKILL mid-run', async () => {
     const plan = await testPlan();
-    const { child, log } = await runUntilFirstMigration();
+    const { child, log } = await runUntilFirstMigration(scratch.dir);
     // both guests' QEMUs are running (and recorded) when the harness dies
     await until('two QEMUs in the ledger', async () => (await qemuPids(plan.ledgerFile)).length >= 2, 10_000).catch(async (e) => {
       throw new Error(`${(e as Error).message}: ${readFileSync(plan.ledgerFile, 'utf8')}\n${log}`);
@@ -124,7 +115,7 @@ describe('failures, interruptions and crashes', () => {
     let killed: number | undefined;
     const r = await runScenario({
       scenarioFile: 'test/fixtures/replace.yaml',
-      resultsDir: dir,
+      resultsDir: scratch.dir,
       iterationHooks: {
         // the guest's QEMU on the destination dies right after the first migration, before its checks
         afterMigration: async ({ index, instance }) => {
@@ -150,7 +141,7 @@ describe('failures, interruptions and crashes', () => {
     const { runScenario } = await import('../../lab/runner/run.ts');
     const r = await runScenario({
       scenarioFile: 'test/fixtures/shared3.yaml',
-      resultsDir: dir,
+      resultsDir: scratch.dir,
       iterationHooks: {
         // what QEMU 7.2's lost writes did to one guest: its control shell answers, its eth0 does not
         afterMigration: async ({ index, instance }) => {
@@ -173,13 +164,7 @@ describe('failures, interruptions and crashes', () => {
 });
 
 describe('rpcbind gone', () => {
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'mlrpcbind-'));
-  });
-  afterEach(async () => {
-    await cli(['down', testTopologyFile]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scratch = labScratch('mlrpcbind-', { each: true });
 
   it('a shared migration whose destination cannot reach rpcbind fails at once as storage-lost, naming rpcbind, with the guest still running on the source', async () => {
     const plan = await testPlan();
@@ -187,7 +172,7 @@ describe('rpcbind gone', () => {
     let killedAt: number | undefined;
     const r = await runScenario({
       scenarioFile: 'test/fixtures/shared3.yaml',
-      resultsDir: dir,
+      resultsDir: scratch.dir,
       iterationHooks: {
         // rpcbind dies after the first migration: the NFS sessions already open do not need it, a new one does
         afterMigration: async ({ index }) => {

@@ -3,11 +3,10 @@
  * round-robin, for real: every node a source and a destination, both strategies, every
  * migration proven, nothing left after down.
  */
-import { describe, it, expect, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { describe, it, expect } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { cli, leftovers } from './helpers.ts';
+import { cli, labScratch, leftovers } from './helpers.ts';
 import { loadTopology } from '../../lab/config/topology.ts';
 import { planLab } from '../../lab/provision/plan.ts';
 import type { Results } from '../../lab/results/schema.ts';
@@ -15,17 +14,13 @@ import type { Results } from '../../lab/results/schema.ts';
 const FOUR = 'test/fixtures/four.lab.yaml';
 
 describe('four nodes, round robin', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mlfour-'));
-  afterAll(async () => {
-    await cli(['down', FOUR]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scratch = labScratch('mlfour-', { topology: FOUR });
 
   it('moves each guest round the lab, every hop proven, and leaves nothing behind', async () => {
     const plan = planLab(await loadTopology(FOUR));
-    const r = await cli(['run', 'test/fixtures/round-robin.yaml', '--results-dir', dir], { timeoutMs: 280_000 });
+    const r = await cli(['run', 'test/fixtures/round-robin.yaml', '--results-dir', scratch.dir], { timeoutMs: 280_000 });
     expect(r.exitCode, r.all).toBe(0);
-    const res = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
+    const res = JSON.parse(readFileSync(join(scratch.dir, 'results.json'), 'utf8')) as Results;
     for (const strategy of ['block', 'shared'] as const) {
       const its = res.iterations.filter((i) => i.strategy === strategy);
       expect(its.map((i) => `${i.source}->${i.destination}`)).toEqual(['controller->compute1', 'compute1->compute2', 'compute2->compute3', 'compute3->controller']);

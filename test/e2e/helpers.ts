@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { beforeAll, afterAll, beforeEach, afterEach } from 'vitest';
 import { readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -67,6 +68,37 @@ export async function runFixture(fixture: string, timeoutMs = 280_000) {
     cleanup: async () => {
       await cli(['down', testTopologyFile]);
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A scratch results directory for the tests of a describe block, and the lab they raise taken
+ * down after them: once for the block, or (each) around every test, the lab also taken down
+ * before it so a test never starts on another's lab.
+ */
+export function labScratch(prefix: string, opts: { topology?: string; each?: boolean } = {}): { readonly dir: string } {
+  const topology = opts.topology ?? testTopologyFile;
+  const state = { dir: '' };
+  const make = async () => {
+    if (opts.each) await cli(['down', topology]);
+    state.dir = mkdtempSync(join(tmpdir(), prefix));
+  };
+  const clean = async () => {
+    await cli(['down', topology]);
+    if (state.dir) rmSync(state.dir, { recursive: true, force: true });
+  };
+  if (opts.each) {
+    beforeEach(make);
+    afterEach(clean);
+  } else {
+    beforeAll(make);
+    afterAll(clean);
+  }
+  return {
+    get dir() {
+      if (!state.dir) throw new Error('labScratch: the directory exists only inside a test');
+      return state.dir;
     },
   };
 }

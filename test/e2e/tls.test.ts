@@ -3,20 +3,15 @@
  * and the NBD export of a block migration refusing a client that does not speak TLS (while a
  * migration in the clear accepts it), cells of one run interleaved, nothing left after.
  */
-import { describe, it, expect, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { describe, it, expect } from 'vitest';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { execa } from 'execa';
-import { cli, leftovers, onNode, testPlan, testTopologyFile } from './helpers.ts';
+import { cli, labScratch, leftovers, onNode, testPlan, testTopologyFile } from './helpers.ts';
 import { NBD_PORT } from '../../lab/migrate/qemu/driver.ts';
 
 describe('migration over TLS (security.tls: psk)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mltls-'));
-  afterAll(async () => {
-    await cli(['down', testTopologyFile]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scratch = labScratch('mltls-');
 
   it('the NBD export refuses a plaintext client under psk and accepts it in the clear; tls-creds in effect as asked; a guest that came over TLS leaves in the clear', async () => {
     const plan = await testPlan();
@@ -26,7 +21,7 @@ describe('migration over TLS (security.tls: psk)', () => {
     let sawMirror = false;
     const r = await runScenario({
       scenarioFile: 'test/fixtures/tls.yaml',
-      resultsDir: dir,
+      resultsDir: scratch.dir,
       keepLab: true,
       iterationHooks: {
         migrationEvents: {

@@ -178,9 +178,10 @@ async function pskDirs(from: LabNode, to: LabNode): Promise<{ sourceDir: string;
   const dir = (n: LabNode) => join(n.plan.dir, 'tls');
   const valid = (text: string) => (new RegExp(`^${PSK_IDENTITY}:[0-9a-f]{64}$`).test(text.trim()) ? text.trim() : undefined);
   const read = (n: LabNode) => n.transport.readFile(join(dir(n), 'keys.psk')).then((b) => valid(b.toString()), () => undefined);
-  const line = (await read(from)) ?? (await read(to)) ?? `${PSK_IDENTITY}:${randomBytes(32).toString('hex')}`;
-  for (const n of [from, to]) {
-    if ((await read(n)) === line) continue;
+  const had = [await read(from), await read(to)];
+  const line = had[0] ?? had[1] ?? `${PSK_IDENTITY}:${randomBytes(32).toString('hex')}`;
+  for (const [i, n] of [from, to].entries()) {
+    if (had[i] === line) continue;
     await n.transport.mkdir(dir(n), { mode: 0o700 });
     await n.transport.writeFile(join(dir(n), 'keys.psk'), `${line}\n`, { mode: 0o600 });
   }
@@ -313,8 +314,8 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
       await steps.exportDisks(dq, destAddr, NBD_PORT, disks, tls);
       await sq.execute('migrate-set-capabilities', { capabilities: caps });
       if (Object.keys(params).length) await sq.execute('migrate-set-parameters', params);
-      // A source that arrived by a TLS migration still has that migration's (server) credentials set: cleared when this one has none.
-      if (tls || (await sq.execute<Record<string, unknown>>('query-migrate-parameters'))['tls-creds']) await sq.execute('migrate-set-parameters', { 'tls-creds': tls?.client ?? '' });
+      // Set either way: a source that arrived by a TLS migration still has that migration's credentials set, cleared when this one has none.
+      await sq.execute('migrate-set-parameters', { 'tls-creds': tls?.client ?? '' });
       const tunables = await effectiveTunables(sq);
       if (tunables.tls !== Boolean(tls)) throw new MigralabError('MIGRATION', `the source's tls-creds ${tunables.tls ? 'are set' : 'are not set'} though this migration is ${tls ? '' : 'not '}over TLS`);
       const prepareMs = performance.now() - m.prepareStartedAt;
