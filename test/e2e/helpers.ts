@@ -87,6 +87,7 @@ export function labScratch(prefix: string, opts: { topology?: string; each?: boo
   const clean = async () => {
     await cli(['down', topology]);
     if (state.dir) rmSync(state.dir, { recursive: true, force: true });
+    state.dir = '';
   };
   if (opts.each) {
     beforeEach(make);
