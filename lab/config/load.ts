@@ -67,6 +67,21 @@ export function parseConfig<S extends z.ZodType>(file: string, text: string, sch
   return result.data;
 }
 
+/**
+ * A ConfigError for a field that is valid on its own but wrong against something else (a node
+ * the topology does not have), pointing at the field's line in the file.
+ */
+export async function fieldError(file: string, path: readonly PropertyKey[], expected: string): Promise<ConfigError> {
+  let pos = { line: 1, col: 1 };
+  try {
+    const lc = new LineCounter();
+    pos = positionOf(parseDocument(await readFile(file, 'utf8'), { lineCounter: lc }), lc, path);
+  } catch {
+    /* the file was read a moment ago; without it the error points at line 1 */
+  }
+  return new ConfigError(file, [{ ...pos, field: fieldName(path), expected }]);
+}
+
 export async function loadConfigFile<S extends z.ZodType>(file: string, schema: S): Promise<z.output<S>> {
   let text: string;
   try {

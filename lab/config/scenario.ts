@@ -117,6 +117,11 @@ export const scenarioSchema = z
      * next compute node in the topology's order (controller -> compute1 -> compute2 -> ...).
      */
     placement: z.enum(placements, { error: `expected ${placements.join(' or ')}` }).default('back-and-forth'),
+    /**
+     * The compute node the guests boot on (default: the topology's first compute node). The
+     * tutorial boots on compute1 and migrates to the controller.
+     */
+    bootOn: z.string({ error: 'expected the name of a compute node' }).min(1, { error: 'expected the name of a compute node' }).optional(),
     guest: z
       .strictObject({
         memory: size('guest memory', GUEST_MEMORY_MIN, '(80MiB did not boot here)')

@@ -193,6 +193,8 @@ export interface MigrationEvents {
   phase?(phase: MigrationPhase, atMs: number): void;
   /** Called once the destination's hypervisor runs, before the request. */
   destination?(d: DestinationControl): void;
+  /** What the driver is about to ask the hypervisor for, as a person would read it (a QMP command, a virsh command line). */
+  request?(text: string): void;
 }
 
 export interface MigrationOutcome {

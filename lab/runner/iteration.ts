@@ -282,6 +282,7 @@ function mergeEvents(...all: (MigrationEvents | undefined)[]): MigrationEvents {
     progress: (p) => all.forEach((x) => x?.progress?.(p)),
     phase: (ph, t) => all.forEach((x) => x?.phase?.(ph, t)),
     destination: (d) => all.forEach((x) => x?.destination?.(d)),
+    request: (text) => all.forEach((x) => x?.request?.(text)),
   };
 }
 

@@ -9,6 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve, join } from 'node:path';
 import { destinationFor, loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
 import { loadTopology } from '../config/topology.ts';
+import { fieldError } from '../config/load.ts';
 import type { Settings } from '../config/settings.ts';
 import { MigralabError } from '../errors.ts';
 import { processStartTime } from '../exec/proc.ts';
@@ -33,7 +34,7 @@ import { runDoctor } from '../doctor/checks.ts';
 
 export interface RunEvents {
   step?(msg: string): void;
-  iterationStart?(it: { index: number; total: number; strategy: Strategy; cell: string; repetition: number; source: string; destination: string }): void;
+  iterationStart?(it: { index: number; total: number; strategy: Strategy; cell: string; repetition: number; source: string; destination: string; /** the guest's address on the lab network */ address: string }): void;
   progress?(p: MigrationProgress): void;
   iterationEnd?(r: IterationResult): void;
 }
@@ -142,6 +143,9 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   if (tooMuch) throw new MigralabError('PREREQ', `${opts.scenarioFile}: ${tooMuch}`);
 
   FaultInjection.checkProvider(topology.provider, scenario.faults);
+  const computeNames = topology.nodes.filter((n) => n.roles.includes('compute')).map((n) => n.name);
+  if (scenario.bootOn !== undefined && !computeNames.includes(scenario.bootOn))
+    throw await fieldError(opts.scenarioFile, ['bootOn'], `expected one of the compute nodes of ${topologyFile} (${computeNames.join(', ')}), got "${scenario.bootOn}"`);
 
   const lab = await provider.up(topology, topologyFile, step, opts.signal);
   if (lab.alreadyUp) step(`lab ${lab.plan.lab} is already up`);
@@ -183,7 +187,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       step(`doctor: ${checks.filter((c) => c.status === 'pass').length} checks pass${checks.some((c) => c.status === 'warn') ? `, warnings: ${checks.filter((c) => c.status === 'warn').map((c) => c.name).join(', ')}` : ''}`);
     }
     for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
-    const first = computes[0]!;
+    const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
     step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
     const tBoot = performance.now();
     // allSettled: when one guest fails to boot, the others are still fully started (and then destroyed).
@@ -207,7 +211,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
         });
       }
       const destination = destinationFor(scenario.placement, computes, source);
-      ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name });
+      ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
       linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
       const { result, interrupted } = await runIteration(
         { lab, pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: { progress: ev.progress }, hooks: opts.iterationHooks },

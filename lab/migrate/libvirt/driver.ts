@@ -167,6 +167,7 @@ export class LibvirtDriver implements MigrationDriver {
       const completedEvent = source.transport.stream([...VIRSH, 'event', '--domain', guest.name, '--event', 'job-completed', '--timeout', String(Math.ceil(options.timeoutMs / 1000) + 30)]);
       let eventText = '';
       completedEvent.stdout.on('data', (b: Buffer) => (eventText += b.toString('utf8')));
+      events.request?.(`${argv.join(' ')}   (on ${source.name})`);
       const proc = source.transport.stream(argv);
       let out = '';
       proc.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));

@@ -332,6 +332,7 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
       const since = () => performance.now() - t0!;
 
       if (steps.strategy === 'block') {
+        events.request?.(`QMP blockdev-mirror of ${disks.map((d) => d.nodeName).join(', ')} to nbd://${destAddr}:${NBD_PORT} (copy-mode ${options.copyMode}), on the source`);
         events.phase?.('mirror', 0);
         copyStarted = true;
         await steps.copy(sq, destAddr, NBD_PORT, disks, options.copyMode, {
@@ -362,6 +363,7 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
         () => {},
       );
       marks.ramStart = since();
+      events.request?.(`QMP migrate {"uri": "tcp:${destAddr}:${MIGRATION_PORT}"}, on the source`);
       events.phase?.('ram', marks.ramStart);
       await sq.execute('migrate', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` }, { timeoutMs: LONG_QMP_MS });
       let near = false;

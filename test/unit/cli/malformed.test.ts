@@ -61,6 +61,8 @@ const scenarios: [string, string, string][] = [
   ['copy mode unknown', 'mirror: { copyMode: fast }', 'mirror.copyMode'],
   ['tls mode unknown', 'security: { tls: x509 }', 'security.tls'],
   ['placement unknown', 'placement: random', 'placement'],
+  ['bootOn a node the topology does not have', 'repetitions: 1\nbootOn: compute7', 'bootOn'],
+  ['bootOn not a string', 'bootOn: [compute1]', 'bootOn'],
   ['tls psk with the libvirt driver', 'drivers: [libvirt]\nsecurity: { tls: psk }', 'security.tls'],
   ['tls axis psk with the libvirt driver', 'drivers: [qemu, libvirt]\naxes: { security.tls: [none, psk] }', 'axes.security.tls[1]'],
   ['hypervisor build unknown', 'hypervisor: { qemu: latest }', 'hypervisor.qemu'],
