@@ -17,7 +17,7 @@ import { processAlive, processStartTime } from '../exec/proc.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { spawnGanesha, startGanesha } from '../nfs/ganesha.ts';
 import { buildGuestImage } from '../image/build.ts';
-import { planLab, hostsFile, type LabPlan, type NodePlan } from './plan.ts';
+import { planLab, hostsFile, TUTORIAL_INSTANCES_DIR, type LabPlan, type NodePlan } from './plan.ts';
 import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, knownIssues, type Environment } from './environment.ts';
 import { probeAccelerator } from './accel.ts';
 import { waitFor } from '../time/wait.ts';
@@ -371,6 +371,23 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     if (existsSync('/var/lib/nfs')) await node.run(['mount', '-t', 'tmpfs', 'migralab-nfs', '/var/lib/nfs']);
     // /sys as seen from this network namespace.
     await node.run(['mount', '-t', 'sysfs', 'sysfs', '/sys']);
+    // The tutorial's path, so a learner finds the instances where devstack keeps them: the node's
+    // /opt is an overlay on the host's (which stays as it is and stays readable: a QEMU build
+    // under /opt still runs) holding /opt/stack/data/nova/instances, bound to the node's instances
+    // directory. Skipped when the lab's own files live under /opt: writes there would land in the overlay.
+    const underOpt = [n.dir, n.instancesDir, plan.imageCache, plan.labDir].some((p) => p === '/opt' || p.startsWith('/opt/'));
+    if (!underOpt) {
+      const upper = join(n.dir, 'opt-overlay');
+      // opt-overlay itself is 0700 (others on the host cannot reach in); upper/ is the node's /opt, so 0755 as /opt is
+      await mkdir(upper, { mode: 0o700 });
+      await mkdir(join(upper, 'upper'), { mode: 0o755 });
+      await mkdir(join(upper, 'work'), { mode: 0o700 });
+      const overlay = await node.run(['mount', '-t', 'overlay', 'migralab-opt', '-o', `lowerdir=/opt,upperdir=${join(upper, 'upper')},workdir=${join(upper, 'work')}`, '/opt'], { check: false });
+      if (overlay.exitCode === 0) {
+        await node.run(['mkdir', '-p', TUTORIAL_INSTANCES_DIR]);
+        await node.run(['mount', '--bind', n.instancesDir, TUTORIAL_INSTANCES_DIR]);
+      } else progress(`${n.name}: no ${TUTORIAL_INSTANCES_DIR} (the instances are at ${n.instancesDir}): overlay on /opt failed: ${overlay.stderr.trim()}`);
+    }
   }
 
   interrupted();

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
@@ -92,8 +92,9 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
   });
 
   it("the lab's files are its own (0600, directories 0700) and every listener is on a lab address", async () => {
-    // nsfs bind mounts (ns/) are the kernel's; a node's hosts file is bind-mounted over /etc/hosts and must stay readable inside it
-    const found = await execa('find', [plan.stateRoot, '-path', '*/ns/*', '-prune', '-o', '!', '-name', 'hosts', '-perm', '/077', '-print']);
+    // nsfs bind mounts (ns/) are the kernel's; a node's hosts file is bind-mounted over /etc/hosts and must stay readable inside it;
+    // a node's /opt overlay (opt-overlay/upper is its /opt, 0755 like any /opt) sits in a 0700 directory
+    const found = await execa('find', [plan.stateRoot, '(', '-path', '*/ns/*', '-o', '-path', '*/opt-overlay/*', ')', '-prune', '-o', '!', '-name', 'hosts', '-perm', '/077', '-print']);
     expect(found.stdout.trim(), 'readable by others').toBe('');
     expect((await execa('stat', ['-c', '%a', plan.stateRoot])).stdout).toBe('700');
     for (const node of ['controller', 'compute1']) {
@@ -121,6 +122,23 @@ describe('lab lifecycle (local provider, real namespaces and NFS server)', () =>
     const unknown = await cli(['shell', 'compute9', '--topology', testTopologyFile, '--', 'true']);
     expect(unknown.exitCode).toBe(2);
     expect(unknown.stderr).toMatch(/no node compute9 in .*: expected one of controller, compute1, observer/);
+  });
+
+  it("each node's instances directory is at the tutorial's path, /opt/stack/data/nova/instances, and the host's /opt is untouched", async () => {
+    const hostOpt = readdirSync('/opt').sort();
+    for (const n of plan.nodes) {
+      const probe = `tutorial-path-${n.name}`;
+      const w = await cli(['shell', n.name, '--topology', testTopologyFile, '--', 'touch', `/opt/stack/data/nova/instances/${probe}`]);
+      expect(w.exitCode, w.all).toBe(0);
+      // the same directory as the node's instances directory, not a copy
+      expect(existsSync(join(n.instancesDir, probe))).toBe(true);
+      rmSync(join(n.instancesDir, probe));
+      // the host's /opt stays readable inside the node (a QEMU build under /opt still runs)
+      const ls = await cli(['shell', n.name, '--topology', testTopologyFile, '--', 'ls', '/opt']);
+      expect(ls.stdout.split('\n').filter(Boolean).sort()).toEqual([...new Set([...hostOpt, 'stack'])].sort());
+    }
+    expect(existsSync('/opt/stack') && !hostOpt.includes('stack')).toBe(false);
+    expect(readdirSync('/opt').sort()).toEqual(hostOpt);
   });
 
   it('compute1 writes a file through NFS that the controller sees', async () => {
