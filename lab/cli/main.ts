@@ -136,6 +136,40 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     });
 
   program
+    .command('tutorial')
+    .description('walk the classic "How to operate Live Migrate" tutorial on the lab, step by step: what it says, the commands it asks for run inside the nodes with their real output, a block and a shared-storage migration with the ping live on screen, and their figures side by side')
+    .option('--auto', 'run straight through without waiting for Enter (the default when stdin is not a terminal)')
+    .option('--driver <name>', 'migration driver: libvirt (virsh over qemu+tcp, as the tutorial) or qemu (QMP directly)', 'libvirt')
+    .option('--topology <file>', 'topology file', defaultTopology)
+    .option('--results-dir <dir>', "where the two migrations' results go (block/ and shared/ under it; default results/<timestamp>-tutorial/)")
+    .option('--keep-lab', 'leave the lab up afterwards, to look around with migralab shell NODE')
+    .action(async (o: { auto?: boolean; driver: string; topology: string; resultsDir?: string; keepLab?: boolean }) => {
+      const { driverNames } = await import('../config/scenario.ts');
+      if (!(driverNames as readonly string[]).includes(o.driver)) throw new MigralabError('USAGE', `--driver: expected one of ${driverNames.join(', ')}, got "${o.driver}"`);
+      const { runTutorial, stdinAsk } = await import('../tutorial/tutorial.ts');
+      const { defaultResultsDir } = await import('../results/schema.ts');
+      const auto = o.auto === true || process.stdin.isTTY !== true;
+      const input = auto ? undefined : stdinAsk();
+      try {
+        const r = await runTutorial({
+          topologyFile: resolve(o.topology),
+          driver: o.driver as (typeof driverNames)[number],
+          auto,
+          keepLab: o.keepLab,
+          resultsDir: resolve(o.resultsDir ?? defaultResultsDir('tutorial')),
+          signal,
+          out: print,
+          ask: input?.ask,
+        });
+        if (r.stopped) return;
+        const failed = [r.block, r.shared].filter((i) => !i?.ok).length;
+        if (failed) throw new MigralabError('MIGRATION', `${failed} of the tutorial's 2 migrations failed (see ${r.resultsDirs.join(', ')})`);
+      } finally {
+        input?.close();
+      }
+    });
+
+  program
     .command('doctor')
     .description("check the tutorial's preconditions for live migration on the lab (raises it if needed): CPU, versions, host names, ports, NFS, room, known issues")
     .argument('[topology]', 'topology file', defaultTopology)
