@@ -138,7 +138,7 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
   program
     .command('tutorial')
     .description('walk the classic "How to operate Live Migrate" tutorial on the lab, step by step: what it says, the commands it asks for run inside the nodes with their real output, a block and a shared-storage migration with the ping live on screen, and their figures side by side')
-    .option('--auto', 'run straight through without waiting for Enter (the default when stdin is not a terminal)')
+    .option('--auto', 'run straight through without waiting for Enter (the default when stdin or stdout is not a terminal)')
     .option('--driver <name>', 'migration driver: libvirt (virsh over qemu+tcp, as the tutorial) or qemu (QMP directly)', 'libvirt')
     .option('--topology <file>', 'topology file', defaultTopology)
     .option('--results-dir <dir>', "where the two migrations' results go (block/ and shared/ under it; default results/<timestamp>-tutorial/)")
@@ -148,7 +148,8 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
       if (!(driverNames as readonly string[]).includes(o.driver)) throw new MigralabError('USAGE', `--driver: expected one of ${driverNames.join(', ')}, got "${o.driver}"`);
       const { runTutorial, stdinAsk } = await import('../tutorial/tutorial.ts');
       const { defaultResultsDir } = await import('../results/schema.ts');
-      const auto = o.auto === true || process.stdin.isTTY !== true;
+      // the prompt goes where the tutorial's text goes: both must be a terminal to wait at it
+      const auto = o.auto === true || process.stdin.isTTY !== true || process.stdout.isTTY !== true;
       const input = auto ? undefined : stdinAsk();
       try {
         const r = await runTutorial({

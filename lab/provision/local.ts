@@ -372,9 +372,10 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     // /sys as seen from this network namespace.
     await node.run(['mount', '-t', 'sysfs', 'sysfs', '/sys']);
     // The tutorial's path, so a learner finds the instances where devstack keeps them: the node's
-    // /opt is an overlay on the host's (which stays as it is and stays readable: a QEMU build
-    // under /opt still runs) holding /opt/stack/data/nova/instances, bound to the node's instances
-    // directory. Skipped when the lab's own files live under /opt: writes there would land in the overlay.
+    // /opt is an overlay on the host's (which stays as it is; its files stay readable inside the
+    // node, mounts below it do not) holding /opt/stack/data/nova/instances, bound to the node's
+    // instances directory (on the NFS server, the export; a kernel NFS client binds its mount
+    // there below). Skipped when the lab's own files live under /opt: writes there would land in the overlay.
     const underOpt = [n.dir, n.instancesDir, plan.imageCache, plan.labDir].some((p) => p === '/opt' || p.startsWith('/opt/'));
     if (!underOpt) {
       const upper = join(n.dir, 'opt-overlay');
@@ -406,6 +407,8 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
         await node.run(['mount', '-t', 'nfs', '-o', `vers=${plan.nfsVersion},proto=tcp,nolock`, `${plan.nfsServer.name}:${plan.nfsServer.instancesDir}`, mountPoint], {
           timeoutMs: 20_000,
         });
+        // The tutorial's path on the client is then the share itself, as on real hosts.
+        if (existsSync(join(c.dir, 'opt-overlay', 'upper', 'stack'))) await node.run(['mount', '--bind', mountPoint, TUTORIAL_INSTANCES_DIR]);
       }
       await touchTest(node, c, plan, nfs.client, mountPoint);
     }

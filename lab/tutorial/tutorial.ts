@@ -50,10 +50,36 @@ const fmt = (v: number | null | undefined, unit = 'ms') => (v === null || v === 
 
 class Stop extends Error {}
 
-/** A readline question on stdin, for the interactive mode. */
+/**
+ * A question on the terminal, for the interactive mode. A readline interface lives only while
+ * it asks: between prompts the terminal is not in raw mode, so Ctrl-C is the signal it always
+ * is; at a prompt readline turns Ctrl-C into its own event, which is passed on as that signal.
+ * Ctrl-D (end of input) at a prompt stops the tutorial like q.
+ */
 export function stdinAsk(): { ask: (p: string) => Promise<string>; close: () => void } {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  return { ask: (p) => new Promise((res) => rl.question(p, res)), close: () => rl.close() };
+  let rl: ReturnType<typeof createInterface> | undefined;
+  return {
+    ask: (p) =>
+      new Promise((res) => {
+        rl = createInterface({ input: process.stdin, output: process.stdout });
+        let answered = false;
+        rl.on('SIGINT', () => {
+          answered = true;
+          rl?.close();
+          process.kill(process.pid, 'SIGINT');
+          res('');
+        });
+        rl.on('close', () => {
+          if (!answered) res('q');
+        });
+        rl.question(p, (a) => {
+          answered = true;
+          rl?.close();
+          res(a);
+        });
+      }),
+    close: () => rl?.close(),
+  };
 }
 
 export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> {
@@ -69,7 +95,13 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
   const outcome: TutorialOutcome = { block: undefined, shared: undefined, resultsDirs: [], stopped: false };
 
   let step = 0;
-  const heading = (title: string) => out(`\n━━ Step ${++step} of ${STEPS}: ${title} ━━`);
+  const checkAborted = () => {
+    if (o.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
+  };
+  const heading = (title: string) => {
+    checkAborted();
+    out(`\n━━ Step ${++step} of ${STEPS}: ${title} ━━`);
+  };
   const pause = async () => {
     if (o.auto || !o.ask) return;
     // Ctrl-C at the prompt ends the wait too (readline would wait for a line that never comes).
@@ -82,23 +114,27 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     });
     const a = await Promise.race([o.ask(`\n[Enter: next step, q: stop here] `), aborted]);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
-    if (a === null) throw new MigralabError('INTERRUPTED', 'interrupted');
+    // a Ctrl-C at the prompt answers '' a moment before the signal's abort arrives
+    if (a === '' && !signal?.aborted) await new Promise((r) => setTimeout(r, 50));
+    if (a === null || signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
     if (a.trim().toLowerCase().startsWith('q')) throw new Stop();
   };
 
   out(`migralab tutorial: the live-migration tutorial on lab ${t.name} (${o.topologyFile}), driver ${o.driver}`);
   out(`The tutorial's hosts are ${computes.map((n) => n.name).join(' and ')}; here they are network namespaces on this machine, with their own host names, /etc/hosts, mounts and daemons.`);
   const lab = await providerFor(t).up(t, resolve(o.topologyFile), (m) => out(`  ${m}`), o.signal);
-  const scratch = await mkdtemp(join(tmpdir(), 'migralab-tutorial-'));
+  let scratch: string | undefined;
   try {
+    scratch = await mkdtemp(join(tmpdir(), 'migralab-tutorial-'));
     const node = (name: string) => lab.node(name);
     const show = async (n: LabNode | 'observer', argv: string[], opts: { as?: string; filter?: (l: string) => boolean } = {}) => {
+      checkAborted();
       const where = n === 'observer' ? plan.observer.name : n.name;
       out(`${where}# ${opts.as ?? argv.map((a) => (/[\s'"|*]/.test(a) ? `'${a}'` : a)).join(' ')}`);
       const r = await (n === 'observer' ? lab.observer() : n.transport).run(argv, { check: false, timeoutMs: 30_000 });
       const text = `${r.stdout}${r.stderr}`.replace(/\n+$/, '');
       const lines = text.split('\n').filter((l) => (opts.filter ? opts.filter(l) : true));
-      for (const l of lines) out(`  ${l}`);
+      if (text) for (const l of lines) out(`  ${l}`);
       if (r.exitCode !== 0) out(`  (exit ${r.exitCode})`);
       return r;
     };
@@ -116,7 +152,7 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
       await show(n, ['cat', '/etc/hosts']);
     }
     await show(node(from.name), ['getent', 'hosts', to.name]);
-    const versionArgv = o.driver === 'libvirt' ? ['libvirtd', '--version'] : [lab.info.environment.qemuVersion ? 'qemu-system-x86_64' : 'qemu-system-x86_64', '--version'];
+    const versionArgv = o.driver === 'libvirt' ? ['libvirtd', '--version'] : ['qemu-system-x86_64', '--version'];
     for (const n of [node(from.name), node(to.name)]) await show(n, versionArgv, { filter: (l) => l.trim() !== '' && !/Copyright/.test(l) });
     const { runDoctor, formatChecks } = await import('../doctor/checks.ts');
     const { createDriver } = await import('../migrate/registry.ts');
@@ -125,6 +161,8 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     out('migralab doctor (the same checks, on the lab):');
     const checks = await runDoctor(lab, { drivers: [o.driver], diskBytes: 256 * 2 ** 20, diskDataBytes: 64 * 2 ** 20 });
     for (const l of formatChecks(checks).split('\n')) out(`  ${l}`);
+    const failed = checks.filter((c) => c.status === 'fail');
+    if (failed.length) throw new MigralabError('PREREQ', `the lab fails ${failed.map((c) => c.name).join(', ')}: the migrations would fail too (see the checks above)`);
     notice(
       `each node resolves the other by name: ${from.name} and ${to.name} are in both /etc/hosts, as the tutorial adds them.`,
       `the versions are the same on both nodes: one machine, one package. Under TCG (no hardware KVM here) the guest's CPU is QEMU's own model, the same on both sides, so "same CPU type" holds by construction.`,
@@ -172,13 +210,24 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     const ganeshaConf = join(server.dir, 'ganesha.conf');
     await show(node(server.name), ['cat', ganeshaConf], { as: `cat ${ganeshaConf}   # the lab's NFS server is nfs-ganesha (user space); its export block:`, filter: (l) => l.trim() !== '' });
     await show(node(from.name), ['showmount', '-e', server.name]);
-    for (const n of [node(server.name), node(from.name)]) await show(n, ['ls', '-la', TUTORIAL_INSTANCES_DIR]);
     const nfs = lab.info.nfs;
     out(`On real hosts (compute1): mount -t nfs ${server.name}:${TUTORIAL_INSTANCES_DIR} ${TUTORIAL_INSTANCES_DIR}`);
-    if (nfs.client === 'kernel') await show(node(from.name), ['grep', ' nfs', '/proc/mounts']);
-    else out(`In this lab: ${lab.info.environment.nfsClientReason}. QEMU opens the shared disk with its own NFS client (libnfs), nfs://${server.name}${nfs.exportPath}/DISK, from every node, so the disk's one copy lives on ${server.name}.`);
+    // A file written on the client through NFS, then listed on the server: the share, seen working.
+    const probe = 'tutorial-nfs-probe.qcow2';
+    if (nfs.client === 'kernel') {
+      await show(node(from.name), ['grep', ' nfs', '/proc/mounts']);
+      await show(node(from.name), ['qemu-img', 'create', '-q', '-f', 'qcow2', `${TUTORIAL_INSTANCES_DIR}/${probe}`, '16M']);
+    } else {
+      out(`In this lab: ${lab.info.environment.nfsClientReason}. QEMU opens the shared disk with its own NFS client (libnfs), nfs://${server.name}${nfs.exportPath}/DISK, from every node, so the disk's one copy lives on ${server.name}.`);
+      await show(node(from.name), ['qemu-img', 'create', '-q', '-f', 'qcow2', `nfs://${server.name}${nfs.exportPath}/${probe}`, '16M']);
+    }
+    await show(node(server.name), ['ls', '-la', TUTORIAL_INSTANCES_DIR]);
+    await node(server.name).transport.run(['rm', '-f', `${TUTORIAL_INSTANCES_DIR}/${probe}`], { check: false });
     notice(
-      `the export is ${nfs.exportPath} on ${server.name} (seen inside each node at ${TUTORIAL_INSTANCES_DIR}), offered to the lab's network ${plan.cidr} only; showmount asks ${server.name}'s mountd through rpcbind, as on real hosts.`,
+      `the export is ${nfs.exportPath} on ${server.name} (inside ${server.name} also at ${TUTORIAL_INSTANCES_DIR}), offered to the lab's network ${plan.cidr} only; showmount asks ${server.name}'s mountd through rpcbind, as on real hosts.`,
+      nfs.client === 'kernel'
+        ? `${from.name} mounted it at ${TUTORIAL_INSTANCES_DIR} with the kernel's NFS client: the file it wrote there is on ${server.name}.`
+        : `${from.name} wrote ${probe} through NFS (QEMU's client) and ${server.name} lists it in its export. ${from.name}'s own ${TUTORIAL_INSTANCES_DIR} holds only its local files here: without a kernel NFS client nothing is mounted there, and QEMU reaches the share by its nfs:// URL instead.`,
       `with shared storage there is no disk to copy: only the memory moves.`,
     );
     await pause();
@@ -226,12 +275,15 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     }
     throw e;
   } finally {
-    await rm(scratch, { recursive: true, force: true });
-    if (!lab.alreadyUp && !o.keepLab) {
-      out(`taking lab ${t.name} down (--keep-lab keeps it for migralab shell NODE)`);
-      await lab.down();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+    try {
+      if (!lab.alreadyUp && !o.keepLab) {
+        out(`taking lab ${t.name} down (--keep-lab keeps it for migralab shell NODE)`);
+        await lab.down();
+      }
+    } finally {
+      lab.release();
     }
-    lab.release();
   }
 }
 
@@ -257,6 +309,7 @@ async function migrate(lab: StartedLab, o: TutorialOptions, strategy: 'block' | 
   outcome.resultsDirs.push(resultsDir);
   const { runScenario } = await import('../runner/run.ts');
   let display: { proc: StreamingProcess; done: Promise<void> } | undefined;
+  let stopping: Promise<void> | undefined;
   const startPing = (address: string) => {
     const ms = o.displayPingMs ?? 100;
     out(`${lab.plan.observer.name}# ping -i ${ms / 1000} ${address}   # from the observer; the measurement's own ping runs at 5 ms beside it`);
@@ -272,13 +325,18 @@ async function migrate(lab: StartedLab, o: TutorialOptions, strategy: 'block' | 
     });
     display = { proc, done: proc.exited.then(() => undefined) };
   };
-  const stopPing = async () => {
+  // One stop for both callers (the iteration's end and the finally): the second waits for the first.
+  const stopPing = (): Promise<void> => {
     const d = display;
-    if (!d) return;
+    if (!d) return stopping ?? Promise.resolve();
     display = undefined;
-    d.proc.kill('SIGINT');
-    await Promise.race([d.done, new Promise((r) => setTimeout(r, 3000))]);
-    d.proc.kill('SIGKILL');
+    stopping = (async () => {
+      d.proc.kill('SIGINT');
+      await Promise.race([d.done, new Promise((r) => setTimeout(r, 3000))]);
+      d.proc.kill('SIGKILL');
+      await d.done;
+    })();
+    return stopping;
   };
   let result: IterationResult | undefined;
   try {

@@ -24,7 +24,8 @@ function step(out: string, n: number): string {
 }
 
 describe('migralab tutorial --auto (libvirt driver, as the tutorial)', () => {
-  const scratch = labScratch('mltutorial-');
+  // each: the run must raise the lab itself (it takes down only a lab it raised)
+  const scratch = labScratch('mltutorial-', { each: true });
 
   it('walks the five steps with real output, two real migrations watched by a live ping, and leaves nothing behind', { timeout: 240_000 }, async () => {
     const r = await cli(['tutorial', '--auto', '--topology', testTopologyFile, '--results-dir', scratch.dir], { timeoutMs: 230_000 });
@@ -65,7 +66,10 @@ describe('migralab tutorial --auto (libvirt driver, as the tutorial)', () => {
     const s4 = step(out, 4);
     expect(s4).toMatch(/^compute1# showmount -e controller\n {2}Export list for controller:\n {2}\S+\/controller\/instances 10\.78\.0\.0\/24$/m);
     expect(s4).toMatch(/Path = \S+\/controller\/instances;/);
-    expect(s4).toMatch(/^compute1# ls -la \/opt\/stack\/data\/nova\/instances$/m);
+    // a file compute1 wrote through NFS, listed by the controller at the tutorial's path
+    expect(s4).toMatch(/^compute1# qemu-img create -q -f qcow2 (nfs:\/\/controller\S+|\/opt\/stack\/data\/nova\/instances)\/tutorial-nfs-probe\.qcow2 16M$/m);
+    expect(s4).toMatch(/^controller# ls -la \/opt\/stack\/data\/nova\/instances\n(?: {2}.*\n)* {2}.* tutorial-nfs-probe\.qcow2$/m);
+    expect(s4).not.toMatch(/\(exit \d+\)/);
     expect(s4).toMatch(/mount -t nfs controller:\/opt\/stack\/data\/nova\/instances/);
 
     // the figures shown are the ones results.json holds
@@ -94,8 +98,34 @@ describe('migralab tutorial --auto (libvirt driver, as the tutorial)', () => {
   });
 });
 
+/** The tutorial under script(1): a real pty on its stdin and stdout. */
+function onTerminal() {
+  const proc = execa('script', ['-qfec', `node scripts/migralab.js tutorial --driver qemu --topology ${testTopologyFile}`, '/dev/null'], { reject: false, all: true, stdin: 'pipe' });
+  const o = { proc, seen: '' };
+  proc.all!.on('data', (d: Buffer) => (o.seen += d.toString()));
+  const waitFor = async (re: RegExp, ms: number) => {
+    const until = Date.now() + ms;
+    while (!re.test(o.seen)) {
+      if (Date.now() > until) throw new Error(`timed out waiting for ${re}; output so far:\n${o.seen}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  return Object.assign(o, { waitFor });
+}
+
 describe('migralab tutorial on a terminal', () => {
-  labScratch('mltutorial-tty-');
+  labScratch('mltutorial-tty-', { each: true });
+
+  it('Ctrl-C at the prompt takes the lab down and exits 130', { timeout: 180_000 }, async () => {
+    const t = onTerminal();
+    await t.waitFor(/\[Enter: next step, q: stop here\]/, 120_000);
+    t.proc.stdin!.write('\x03');
+    const r = await t.proc;
+    expect(r.exitCode, t.seen).toBe(130);
+    expect(t.seen).toContain('taking lab mltest down');
+    expect(t.seen).not.toContain('Step 2 of 5');
+    expect(await leftovers(plan)).toEqual([]);
+  });
 
   it('waits at the prompt after step 1, goes on with Enter, stops with q (exit 0, lab down)', { timeout: 180_000 }, async () => {
     // a real pty: script(1) gives the tutorial a terminal on stdin
