@@ -3,12 +3,12 @@
  * is refused with exit 2, says where (file:line:col and the field, or the flag), and starts
  * nothing (no state directory, no namespace of the lab).
  */
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { main } from '../../../lab/cli/main.ts';
+import { runMain } from './capture.ts';
 
 let dir: string;
 const LAB = 'mlbad';
@@ -128,15 +128,9 @@ const resultsFiles: [string, string, RegExp][] = [
 
 let stderr = '';
 async function refused(argv: string[]) {
-  stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
-  try {
-    return await main(argv);
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
+  const r = await runMain(argv);
+  stderr = r.stderr;
+  return r.code;
 }
 
 function nothingStarted() {

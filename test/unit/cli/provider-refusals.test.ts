@@ -4,25 +4,19 @@
  * The hosts point at a closed port on loopback, so a check that stopped refusing would still
  * send nothing off this machine (and would fail to connect instead of passing).
  */
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { main } from '../../../lab/cli/main.ts';
+import { runMain } from './capture.ts';
 import { checkDriverProvider } from '../../../lab/migrate/registry.ts';
 
 let dir: string;
 let stderr = '';
 async function cli(argv: string[]) {
-  stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
-  try {
-    return await main(argv);
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
+  const r = await runMain(argv);
+  stderr = r.stderr;
+  return r.code;
 }
 
 describe('the libvirt driver is refused on ssh topologies before anything starts', () => {
