@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { MigralabError } from '../../errors.ts';
 import type { LabNode, StartedLab } from '../../provision/provider.ts';
 import { waitForGuestReady } from '../../qemu/guest-shell.ts';
+import { waitFor } from '../../time/wait.ts';
 import { QemuProcess, self } from '../../qemu/process.ts';
 import type { BlockJobInfo, MigrationInfo, QmpEvent } from '../../qemu/qmp.ts';
 import { max } from '../../measure/stats.ts';
@@ -165,6 +166,10 @@ function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode
     const ping = await o.from.transport.run(['ping', '-c', '1', '-W', '1', o.destination.address], { check: false });
     if (ping.exitCode !== 0) return { kind: 'link-lost', fatal: false, message: `${o.from.name} cannot reach ${o.destination.name} (${o.destination.address}): the migration path is down` };
     const answers = await o.dest.qmp.execute('query-status', undefined, { timeoutMs: 1500 }).then(() => true, () => false);
+    // A QEMU killed a moment ago can still be in the process table while it exits (unmapping its
+    // RAM) though its QMP socket is already closed: given half a second to go, it is gone; a hung one stays.
+    const exited = answers ? false : await waitFor('the silent destination QEMU to exit', async () => !(await o.dest.alive()), { timeoutMs: 500, intervalMs: 20 }).catch(() => false);
+    if (exited) return { kind: 'destination-died', fatal: true, message: `the destination QEMU on ${o.destination.name} is gone` };
     if (!answers) return { kind: 'destination-hung', fatal: false, message: `the destination QEMU on ${o.destination.name} does not answer QMP: it hangs` };
     return undefined;
   };
