@@ -5,9 +5,8 @@
  * notice. The two migrations (block, then shared storage) are real runs of the runner (one
  * iteration each, results.json written), watched by a ping whose replies scroll by live.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { loadTopology } from '../config/topology.ts';
 import { MigralabError } from '../errors.ts';
@@ -137,9 +136,7 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
   out(`migralab tutorial: the live-migration tutorial on lab ${t.name} (${o.topologyFile}), driver ${o.driver}`);
   out(`The tutorial's hosts are ${computes.map((n) => n.name).join(' and ')}; here they are network namespaces on this machine, with their own host names, /etc/hosts, mounts and daemons.`);
   const lab = await providerFor(t).up(t, resolve(o.topologyFile), (m) => out(`  ${m}`), o.signal);
-  let scratch: string | undefined;
   try {
-    scratch = await mkdtemp(join(tmpdir(), 'migralab-tutorial-'));
     const node = (name: string) => lab.node(name);
     const show = async (n: LabNode | 'observer', argv: string[], opts: { as?: string; filter?: (l: string) => boolean } = {}) => {
       checkAborted();
@@ -215,7 +212,7 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     says(`with "Block Migration" checked, nova copies the instance's disk to the destination along with its memory (libvirt: virsh migrate --live --copy-storage-all). "Disk Over Commit" lets nova count the disk's actual size rather than its virtual size when it checks the destination has room. A ping to the instance keeps answering throughout; one reply's delay grows at the switchover.`);
     out(`On real hosts: nova live-migration --block-migrate INSTANCE ${to.name}   (or Horizon's "Live Migrate Instance" with Block Migration checked)`);
     out(`  which has libvirt on ${from.name} run: virsh migrate --live --p2p --copy-storage-all INSTANCE qemu+tcp://${to.name}/system`);
-    outcome.block = await migrate(lab, o, 'block', from.name, scratch, outcome);
+    outcome.block = await migrate(lab, o, 'block', from.name, outcome);
     await pause();
 
     // Step 4: the NFS environment.
@@ -251,7 +248,7 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     says('with "Block Migration" unchecked the instance\'s disk is already on both hosts (NFS): the migration moves only memory and is much faster; the same ping shows the same short pause.');
     out(`On real hosts: nova live-migration INSTANCE ${to.name}`);
     out(`  which has libvirt on ${from.name} run: virsh migrate --live --p2p INSTANCE qemu+tcp://${to.name}/system`);
-    outcome.shared = await migrate(lab, o, 'shared', from.name, scratch, outcome);
+    outcome.shared = await migrate(lab, o, 'shared', from.name, outcome);
 
     out(`\n━━ The two migrations side by side ━━`);
     const rows: [string, (i: IterationResult) => number | null | undefined][] = [
@@ -290,7 +287,6 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
     }
     throw e;
   } finally {
-    if (scratch) await rm(scratch, { recursive: true, force: true });
     try {
       if (!lab.alreadyUp && !o.keepLab) {
         out(`taking lab ${t.name} down (--keep-lab keeps it for migralab shell NODE)`);
@@ -303,9 +299,12 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
 }
 
 /** One real migration through the runner, with a display ping whose replies scroll by live. */
-async function migrate(lab: StartedLab, o: TutorialOptions, strategy: 'block' | 'shared', bootOn: string, scratch: string, outcome: TutorialOutcome): Promise<IterationResult | undefined> {
+async function migrate(lab: StartedLab, o: TutorialOptions, strategy: 'block' | 'shared', bootOn: string, outcome: TutorialOutcome): Promise<IterationResult | undefined> {
   const out = o.out;
-  const scenarioFile = join(scratch, `tutorial-${strategy}.yaml`);
+  // The scenario the step ran is kept beside its results (results.json and the report name it).
+  const resultsDir = join(o.resultsDir, strategy);
+  await mkdir(resultsDir, { recursive: true });
+  const scenarioFile = join(resultsDir, `tutorial-${strategy}.yaml`);
   await writeFile(
     scenarioFile,
     [
@@ -320,7 +319,6 @@ async function migrate(lab: StartedLab, o: TutorialOptions, strategy: 'block' | 
       '',
     ].join('\n'),
   );
-  const resultsDir = join(o.resultsDir, strategy);
   outcome.resultsDirs.push(resultsDir);
   const { runScenario } = await import('../runner/run.ts');
   let display: { proc: StreamingProcess; done: Promise<void> } | undefined;

@@ -81,6 +81,10 @@ describe('migralab tutorial --auto (libvirt driver, as the tutorial)', () => {
       expect(it[0]!.ok).toBe(true);
       expect(it[0]!.source).toBe('compute1');
       expect(it[0]!.destination).toBe('controller');
+      // the scenario the step ran stays beside its results, where results.json names it
+      const asRun = (JSON.parse(readFileSync(file, 'utf8')) as Results).scenario.file;
+      expect(asRun).toBe(join(scratch.dir, strategy, `tutorial-${strategy}.yaml`));
+      expect(existsSync(asRun)).toBe(true);
       const section = strategy === 'block' ? s3 : s5;
       expect(section).toContain(`: ${it[0]!.ping.maxGapMs!.toFixed(1)} ms`);
       expect(section).toContain(`duration ${it[0]!.durationMs!.toFixed(1)} ms`);
