@@ -346,6 +346,8 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   await mountRes(plan.nsDir, ['mount', '--bind', plan.nsDir, plan.nsDir]);
   await run(['mount', '--make-private', plan.nsDir]);
 
+  /** Nodes that have the tutorial's instances path (below). */
+  const tutorialPath = new Set<string>();
   for (const n of plan.nodes) {
     interrupted();
     await addNetns(n.netns);
@@ -387,6 +389,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
       if (overlay.exitCode === 0) {
         await node.run(['mkdir', '-p', TUTORIAL_INSTANCES_DIR]);
         await node.run(['mount', '--bind', n.instancesDir, TUTORIAL_INSTANCES_DIR]);
+        tutorialPath.add(n.name);
       } else progress(`${n.name}: no ${TUTORIAL_INSTANCES_DIR} (the instances are at ${n.instancesDir}): overlay on /opt failed: ${overlay.stderr.trim()}`);
     }
   }
@@ -408,7 +411,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
           timeoutMs: 20_000,
         });
         // The tutorial's path on the client is then the share itself, as on real hosts.
-        if (existsSync(join(c.dir, 'opt-overlay', 'upper', 'stack'))) await node.run(['mount', '--bind', mountPoint, TUTORIAL_INSTANCES_DIR]);
+        if (tutorialPath.has(c.name)) await node.run(['mount', '--bind', mountPoint, TUTORIAL_INSTANCES_DIR]);
       }
       await touchTest(node, c, plan, nfs.client, mountPoint);
     }

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadTopology } from '../config/topology.ts';
 import { MigralabError } from '../errors.ts';
+import { abortable, checkAborted } from '../time/wait.ts';
 import { providerFor } from '../provision/providers.ts';
 import { planLab } from '../provision/plan.ts';
 import { TUTORIAL_INSTANCES_DIR } from '../provision/plan.ts';
@@ -75,11 +76,12 @@ export function stdinAsk(): { ask: (p: string) => Promise<string>; close: () => 
       new Promise((res) => {
         rl = createInterface({ input: process.stdin, output: process.stdout });
         let answered = false;
+        // no answer: migralab's own SIGINT handler runs now (a signal sent to ourselves could come
+        // after the event loop ran dry), and its abort ends the wait (see pause)
         rl.on('SIGINT', () => {
           answered = true;
           rl?.close();
-          process.kill(process.pid, 'SIGINT');
-          res('');
+          process.emit('SIGINT', 'SIGINT');
         });
         rl.on('close', () => {
           if (!answered) res('q');
@@ -108,28 +110,14 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
   const outcome: TutorialOutcome = { block: undefined, shared: undefined, resultsDirs: [], stopped: false };
 
   let step = 0;
-  const checkAborted = () => {
-    if (o.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
-  };
   const heading = (title: string) => {
-    checkAborted();
+    checkAborted(o.signal, 'the tutorial');
     out(`\n━━ Step ${++step} of ${STEPS}: ${title} ━━`);
   };
   const pause = async () => {
     if (o.auto || !o.ask) return;
-    // Ctrl-C at the prompt ends the wait too (readline would wait for a line that never comes).
-    const signal = o.signal;
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<null>((res) => {
-      onAbort = () => res(null);
-      if (signal?.aborted) res(null);
-      else signal?.addEventListener('abort', onAbort, { once: true });
-    });
-    const a = await Promise.race([o.ask(`\n[Enter: next step, q: stop here] `), aborted]);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-    // a Ctrl-C at the prompt answers '' a moment before the signal's abort arrives
-    if (a === '' && !signal?.aborted) await new Promise((r) => setTimeout(r, 50));
-    if (a === null || signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted');
+    // Ctrl-C at the prompt ends the wait too: the question never answers, the signal's abort does.
+    const a = await abortable(o.ask(`\n[Enter: next step, q: stop here] `), o.signal, 'the prompt');
     if (a.trim().toLowerCase().startsWith('q')) throw new Stop();
   };
 
@@ -139,7 +127,7 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
   try {
     const node = (name: string) => lab.node(name);
     const show = async (n: LabNode | 'observer', argv: string[], opts: { as?: string; filter?: (l: string) => boolean } = {}) => {
-      checkAborted();
+      checkAborted(o.signal, 'the tutorial');
       const where = n === 'observer' ? plan.observer.name : n.name;
       out(`${where}# ${opts.as ?? argv.map((a) => (/[\s'"|*]/.test(a) ? `'${a}'` : a)).join(' ')}`);
       const r = await (n === 'observer' ? lab.observer() : n.transport).run(argv, { check: false, timeoutMs: 30_000 });

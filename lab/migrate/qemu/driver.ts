@@ -168,10 +168,10 @@ function healthCheck(o: { dest: QemuProcess; from: LabNode; destination: LabNode
     const answers = await o.dest.qmp.execute('query-status', undefined, { timeoutMs: 1500 }).then(() => true, () => false);
     // A QEMU killed a moment ago can still be in the process table while it exits (unmapping its
     // RAM) though its QMP socket is already closed: given half a second to go, it is gone; a hung one stays.
-    const exited = answers ? false : await waitFor('the silent destination QEMU to exit', async () => !(await o.dest.alive()), { timeoutMs: 500, intervalMs: 20 }).catch(() => false);
+    if (answers) return undefined;
+    const exited = await waitFor('the silent destination QEMU to exit', async () => !(await o.dest.alive()), { timeoutMs: 500, intervalMs: 20 }).catch(() => false);
     if (exited) return { kind: 'destination-died', fatal: true, message: `the destination QEMU on ${o.destination.name} is gone` };
-    if (!answers) return { kind: 'destination-hung', fatal: false, message: `the destination QEMU on ${o.destination.name} does not answer QMP: it hangs` };
-    return undefined;
+    return { kind: 'destination-hung', fatal: false, message: `the destination QEMU on ${o.destination.name} does not answer QMP: it hangs` };
   };
 }
 
