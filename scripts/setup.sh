@@ -22,6 +22,7 @@ packages=(
   gcc libc6-dev                                 # the guest's static probe and load programs
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients  # the libvirt driver (the tutorial's stack)
   openssh-server                                # the ssh provider, tested against the lab's own sshd
+  sudo                                          # ... and as a non-root user with password-less sudo there
   zstd                                          # unpacking other QEMU builds (apt-get download + dpkg-deb)
 )
 

@@ -35,7 +35,10 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--json', 'print the lab description as JSON')
     .option('--plan', 'print every change up would make (files as diffs, services, mounts) and change nothing')
     .option('--install', 'provider ssh: install missing Debian packages on the hosts (apt-get)')
-    .action(async (file: string, o: { json?: boolean; plan?: boolean; install?: boolean }) => {
+    .option('--driver <name>', 'provider ssh: also set up what this migration driver needs on the hosts (libvirt: the tutorial\'s libvirtd.conf, qemu.conf and a listening libvirtd; a run with the libvirt driver does it otherwise)', 'qemu')
+    .action(async (file: string, o: { json?: boolean; plan?: boolean; install?: boolean; driver: string }) => {
+      if (o.driver !== 'qemu' && o.driver !== 'libvirt') throw new MigralabError('USAGE', `--driver: expected qemu or libvirt, got "${o.driver}"`);
+      const libvirt = o.driver === 'libvirt';
       const t = await loadTopology(file);
       if (o.plan) {
         if (t.provider !== 'ssh') {
@@ -43,11 +46,11 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
           return;
         }
         const { sshProvider, formatPlan } = await import('../provision/ssh.ts');
-        const p = await sshProvider.plan(t, log);
+        const p = await sshProvider.plan(t, log, { libvirt });
         print(o.json ? JSON.stringify(p.hosts, null, 2) : formatPlan(p.hosts));
         return;
       }
-      const r = t.provider === 'ssh' ? await (await import('../provision/ssh.ts')).sshProvider.upWith(t, resolve(file), log, signal, { install: o.install }) : await providerFor(t).up(t, resolve(file), log, signal);
+      const r = t.provider === 'ssh' ? await (await import('../provision/ssh.ts')).sshProvider.upWith(t, resolve(file), log, signal, { install: o.install, libvirt }) : await providerFor(t).up(t, resolve(file), log, signal);
       r.release();
       if (o.json) return print(JSON.stringify({ alreadyUp: r.alreadyUp, ...r.info }, null, 2));
       const e = r.info.environment;

@@ -4,7 +4,7 @@ import { parseSize } from '../config/size.ts';
 import { MigralabError } from '../errors.ts';
 import { providerFor } from '../provision/providers.ts';
 import { planLab } from '../provision/plan.ts';
-import { createDriver, checkDriverProvider } from '../migrate/registry.ts';
+import { createDriver } from '../migrate/registry.ts';
 import { formatChecks, runDoctor, type Check } from './checks.ts';
 
 /** `migralab doctor`: raise the lab if needed, start what the drivers need, run the checks. */
@@ -24,7 +24,6 @@ export async function doctorCommand(o: {
   if (diskBytes === undefined) throw new MigralabError('USAGE', `--disk: expected a size like 512MiB, got "${o.disk}"`);
   if (diskDataBytes === undefined) throw new MigralabError('USAGE', `--disk-data: expected a size like 200MiB, got "${o.diskData}"`);
   const t = await loadTopology(o.topologyFile);
-  checkDriverProvider(t.provider, o.drivers);
   const provider = providerFor(t);
   // A lab that is up is examined as it is, broken or not; one that is down is raised for the checks.
   const lab = (await provider.attach(planLab(t))) ?? (await provider.up(t, o.topologyFile, o.progress, o.signal));

@@ -391,6 +391,7 @@ export class SshNode implements NodeTransport {
   }
 
   async connect(unixPath: string): Promise<Duplex> {
+    if (this.target.sudo) return this.connectAsRoot(unixPath);
     const c = await this.connection();
     return new Promise((resolve, reject) =>
       c.openssh_forwardOutStreamLocal(unixPath, (err, ch) => {
@@ -403,7 +404,48 @@ export class SshNode implements NodeTransport {
       }),
     );
   }
+
+  /** A Unix socket on the host, opened as root through sudo (UNIX_RELAY); ENOENT while it is not there yet, as locally. */
+  private async connectAsRoot(unixPath: string): Promise<Duplex> {
+    const ch = await this.channel(this.wrap(['perl', '-e', UNIX_RELAY, unixPath]));
+    return new Promise((resolve, reject) => {
+      let err = '';
+      const onErr = (b: Buffer) => {
+        err += b.toString('utf8');
+        if (err.includes('@@connected\n')) {
+          ch.stderr.off('data', onErr);
+          ch.off('close', onClose);
+          resolve(ch as unknown as Duplex);
+        }
+      };
+      const onClose = () => {
+        const e = new Error(`${this.name}: cannot open ${unixPath} as root over ssh: ${err.trim() || 'the relay exited'}`) as NodeJS.ErrnoException;
+        if (/No such file|Connection refused/i.test(err)) e.code = 'ENOENT';
+        reject(e);
+      };
+      ch.stderr.on('data', onErr);
+      ch.on('close', onClose);
+    });
+  }
 }
+
+/**
+ * A relay between its stdin/stdout and a Unix socket, in Perl (perl-base is Essential on
+ * Debian: every host has it). Run under sudo: the sockets of QEMUs started as root are not
+ * writable by the login user, so sshd's own socket forwarding cannot open them.
+ */
+const UNIX_RELAY = [
+  'use strict; use Socket; use IO::Socket::UNIX; use IO::Select;',
+  'my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $ARGV[0]) or do { print STDERR "connect $ARGV[0]: $!\\n"; exit 1 };',
+  'syswrite(STDERR, "\\@\\@connected\\n");',
+  'my $sel = IO::Select->new(\\*STDIN, $s);',
+  'while (my @r = $sel->can_read) { for my $h (@r) {',
+  '  my $n = sysread($h, my $buf, 65536);',
+  '  if (!$n) { exit 0 if $h == $s; $sel->remove(\\*STDIN); shutdown($s, 1); next }',
+  '  my $out = $h == $s ? \\*STDOUT : $s;',
+  '  for (my $o = 0; $o < $n;) { my $w = syswrite($out, $buf, $n - $o, $o); exit 0 unless defined $w; $o += $w }',
+  '} }',
+].join('\n');
 
 /**
  * A `sh` on the host reading commands from its stdin: each command's stdout and stderr

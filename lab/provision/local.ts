@@ -20,6 +20,7 @@ import { buildGuestImage } from '../image/build.ts';
 import { planLab, hostsFile, TUTORIAL_INSTANCES_DIR, type LabPlan, type NodePlan } from './plan.ts';
 import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, knownIssues, type Environment } from './environment.ts';
 import { probeAccelerator } from './accel.ts';
+import { privateMountPoint, withLibvirtAccounts } from '../migrate/libvirt/daemon.ts';
 import { waitFor } from '../time/wait.ts';
 import type { DownReport, LabInfo, LabNode, LabStatus, NfsServerControl, Progress, Provider, StartedLab } from './provider.ts';
 
@@ -392,6 +393,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
         tutorialPath.add(n.name);
       } else progress(`${n.name}: no ${TUTORIAL_INSTANCES_DIR} (the instances are at ${n.instancesDir}): overlay on /opt failed: ${overlay.stderr.trim()}`);
     }
+    if (plan.sshd) await privateHostState(n, node, ledger);
   }
 
   interrupted();
@@ -448,6 +450,57 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   };
 }
 
+/** The unprivileged user of a bare host (plan.sshd): logs in with the lab's client key, root through password-less sudo. */
+export const SUDO_USER = { name: 'migralab', uid: 64210 } as const;
+
+/**
+ * What makes a bare host (a stand-in for a real one, reached by the ssh provider) its own
+ * machine beyond its network: what the ssh provider changes there must not be another
+ * node's or this machine's.
+ *   - /etc/libvirt is an overlay on the host's: the node sees the host's files, its changes
+ *     stay in the node (upper/ is empty again once the ssh provider has reverted them);
+ *   - /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt are the node's own directories;
+ *   - /etc/passwd, /etc/group and /etc/shadow are private copies with libvirt's accounts (as
+ *     Debian's libvirt-daemon-system makes them) and an unprivileged user, SUDO_USER, whom a
+ *     private /etc/sudoers.d lets run anything as root without a password.
+ */
+async function privateHostState(n: NodePlan, node: NodeTransport, ledger: Ledger): Promise<void> {
+  const dir = join(n.dir, 'host');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (existsSync('/etc/libvirt')) {
+    for (const d of ['upper', 'work']) await mkdir(join(dir, 'etc-libvirt', d), { recursive: true, mode: 0o755 });
+    await node.run(['mount', '-t', 'overlay', 'migralab-etc-libvirt', '-o', `lowerdir=/etc/libvirt,upperdir=${join(dir, 'etc-libvirt', 'upper')},workdir=${join(dir, 'etc-libvirt', 'work')}`, '/etc/libvirt']);
+  }
+  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt']) {
+    await privateMountPoint(ledger, mp);
+    const own = join(dir, mp.replace(/^\//, '').replace(/\//g, '-'));
+    await mkdir(own, { recursive: true, mode: 0o755 });
+    await node.run(['mount', '--bind', own, mp]);
+  }
+  const accounts = withLibvirtAccounts(await readFile('/etc/passwd', 'utf8'), await readFile('/etc/group', 'utf8'));
+  const u = SUDO_USER;
+  const has = (text: string) => text.split('\n').some((l) => l.startsWith(`${u.name}:`));
+  const files: [string, string, number][] = [
+    ['passwd', has(accounts.passwd) ? accounts.passwd : `${accounts.passwd}${u.name}:x:${u.uid}:${u.uid}:migralab bare-host user:/:/bin/sh\n`, 0o644],
+    ['group', has(accounts.group) ? accounts.group : `${accounts.group}${u.name}:x:${u.uid}:\n`, 0o644],
+  ];
+  if (existsSync('/etc/shadow')) {
+    const shadow = await readFile('/etc/shadow', 'utf8');
+    // '*': no password to log in with (keys only), and not locked ('!'), which sshd would refuse
+    files.push(['shadow', has(shadow) ? shadow : `${shadow.endsWith('\n') || shadow === '' ? shadow : `${shadow}\n`}${u.name}:*:20000:0:99999:7:::\n`, 0o640]);
+  }
+  for (const [name, text, mode] of files) {
+    await writeFile(join(dir, name), text, { mode });
+    await node.run(['mount', '--bind', join(dir, name), `/etc/${name}`]);
+  }
+  if (existsSync('/etc/sudoers.d')) {
+    const sudoers = join(dir, 'sudoers.d');
+    await mkdir(sudoers, { recursive: true, mode: 0o750 });
+    await writeFile(join(sudoers, 'migralab'), `# migralab bare host: the ssh provider's non-root user\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+    await node.run(['mount', '--bind', sudoers, '/etc/sudoers.d']);
+  }
+}
+
 /** Where a lab's ssh keys live: a client key, one host key per node, known_hosts, authorized_keys. */
 export function sshFiles(plan: LabPlan) {
   const dir = join(plan.labDir, 'ssh');
@@ -460,6 +513,9 @@ export function sshFiles(plan: LabPlan) {
     config: (node: string) => join(dir, `sshd_config-${node}`),
   };
 }
+
+/** authorized_keys of a bare host's sshd, in its private /run. */
+const NODE_AUTHORIZED_KEYS = '/run/migralab-sshd/authorized_keys';
 
 /** The sshd_config of a lab node: keys only, the lab address only, Unix-socket forwarding for QMP (pure). */
 export function sshdConfig(p: { address: string; hostKey: string; authorizedKeys: string }): string {
@@ -499,9 +555,11 @@ async function startSshds(plan: LabPlan, ledger: Ledger, progress: Progress): Pr
     await run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `${n.name}@${plan.lab}`, '-f', f.hostKey(n.name)]);
     const pub = (await readFile(`${f.hostKey(n.name)}.pub`, 'utf8')).trim().split(' ');
     known.push(`${n.address} ${pub[0]} ${pub[1]}`);
-    await writeFile(f.config(n.name), sshdConfig({ address: n.address, hostKey: f.hostKey(n.name), authorizedKeys: f.authorizedKeys }), { mode: 0o600 });
+    await writeFile(f.config(n.name), sshdConfig({ address: n.address, hostKey: f.hostKey(n.name), authorizedKeys: NODE_AUTHORIZED_KEYS }), { mode: 0o600 });
     const node = nodeTransport(n);
     await node.run(['mkdir', '-p', '-m', '0755', '/run/sshd']);
+    // sshd reads authorized_keys as the user logging in: a copy in the node's private /run that SUDO_USER can read too
+    await node.run(['install', '-D', '-m', '0644', f.authorizedKeys, NODE_AUTHORIZED_KEYS]);
     const slot = await ledger.record({ kind: 'process', name: `sshd@${n.name}`, node: 'lab' });
     const proc = await node.spawn(['/usr/sbin/sshd', '-D', '-e', '-f', f.config(n.name)], { logFile: join(n.dir, 'sshd.log') });
     await ledger.update(slot, { pid: proc.pid, startTime: proc.startTime });

@@ -51,6 +51,8 @@ export interface StartedLab extends AsyncDisposable {
   observer(): NodeTransport;
   /** The lab's NFS server, for fault injection (the local lab; undefined where it cannot be controlled). */
   readonly nfsServer?: NfsServerControl;
+  /** Where the provider configures libvirtd itself (ssh: on the hosts, in their ledgers): the tutorial's libvirtd on every compute node, for the libvirt driver. */
+  ensureLibvirtd?(progress?: Progress): Promise<void>;
   /** Takes the lab down (whoever raised it). */
   down(progress?: Progress): Promise<DownReport>;
   /** Lets go of the lab without taking it down: closes connections to its hosts. */

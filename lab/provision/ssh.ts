@@ -25,6 +25,7 @@ import { SshNode, shellJoin } from '../exec/ssh.ts';
 import type { NodeTransport } from '../exec/transport.ts';
 import { buildGuestImage } from '../image/build.ts';
 import { ganeshaConfig, rpcbindArgv, rpcbindListeners } from '../nfs/ganesha.ts';
+import { confWithSettings, LIBVIRT_TCP_PORT, libvirtdSettings, qemuSettings } from '../migrate/libvirt/config.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { waitFor } from '../time/wait.ts';
 import { knownIssues, type Environment } from './environment.ts';
@@ -140,7 +141,7 @@ const program = async (t: NodeTransport, p: string) => (await t.run(['sh', '-c',
 /** What every host must have, and for which package. */
 const HOST_PROGRAMS: Record<string, string> = { 'qemu-system-x86_64': 'qemu-system-x86', 'qemu-img': 'qemu-utils', ip: 'iproute2', ss: 'iproute2', setsid: 'util-linux' };
 
-async function planHost(t: Topology, plan: LabPlan, n: NodePlan, node: SshNode, imageFiles: { kernel: string; initrd: string }): Promise<HostPlan> {
+async function planHost(t: Topology, plan: LabPlan, n: NodePlan, node: SshNode, imageFiles: { kernel: string; initrd: string }, opts: PlanOptions = {}): Promise<HostPlan> {
   const r = remotePaths(t, n.name);
   const uid = (await node.run(['id', '-u'])).stdout.trim();
   if (uid !== '0') {
@@ -204,7 +205,85 @@ async function planHost(t: Topology, plan: LabPlan, n: NodePlan, node: SshNode, 
       if (!(await node.exists('/usr/lib/x86_64-linux-gnu/qemu/block-nfs.so'))) hp.missing.push({ program: "QEMU's nfs block driver", pkg: 'qemu-block-extra' });
     }
   }
+  if (opts.libvirt && n.roles.includes('compute')) hp.changes.push(...(await planLibvirt(t, n, node, hp)));
   return hp;
+}
+
+export interface PlanOptions {
+  /** The libvirt driver will run: the tutorial's libvirtd configuration on every compute host. */
+  libvirt?: boolean;
+}
+
+export const LIBVIRT_MARK = (lab: string) => `# migralab ${lab}: the live-migration tutorial's settings for the libvirt driver (migralab down restores this file)`;
+/** systemd units of a libvirtd already running on a host, which the lab's own libvirtd replaces while it is up. */
+const LIBVIRT_UNITS = ['libvirtd.service', 'libvirtd.socket', 'libvirtd-ro.socket', 'libvirtd-admin.socket', 'libvirtd-tcp.socket', 'libvirtd-tls.socket'];
+/** libvirtd's own pid file on a host: the lab's libvirtd runs in the foreground under migralab (the service entry). */
+export const SSH_LIBVIRTD_PID = '/run/libvirtd.pid';
+
+/**
+ * The tutorial's libvirt setup on a compute host: libvirtd.conf with TCP, no TLS, no
+ * authentication (on the host's lab address only), qemu.conf for the lab's guests (QEMU as
+ * root, unconfined, migration on the lab address), and libvirtd started listening (the
+ * tutorial's `libvirtd_opts="-d -l"`) by migralab. A libvirtd that systemd runs is stopped
+ * for the lab's lifetime and started again by down; one that runs otherwise is refused.
+ */
+async function planLibvirt(t: Topology, n: NodePlan, node: SshNode, hp: HostPlan): Promise<HostChange[]> {
+  const changes: HostChange[] = [];
+  for (const [p, pkg] of [['libvirtd', 'libvirt-daemon'], ['virsh', 'libvirt-clients']] as const) if (!(await program(node, p))) hp.missing.push({ program: p, pkg });
+  if (!(await node.exists('/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so'))) hp.missing.push({ program: "libvirt's QEMU driver", pkg: 'libvirt-daemon-driver-qemu' });
+  // libvirtd's QEMU driver looks its default user up at start, even when qemu.conf says root
+  if ((await node.run(['getent', 'passwd', 'libvirt-qemu'], { check: false })).exitCode !== 0) hp.missing.push({ program: "libvirt's libvirt-qemu account", pkg: 'libvirt-daemon-system' });
+  const answering = (await program(node, 'virsh')) && (await node.run(['virsh', '-c', 'qemu:///system', 'version'], { check: false, timeoutMs: 10_000 })).exitCode === 0;
+  if (answering) {
+    const systemd = await node.exists('/run/systemd/system');
+    const active: string[] = [];
+    if (systemd) for (const u of LIBVIRT_UNITS) if ((await node.run(['systemctl', 'is-active', '--quiet', u], { check: false })).exitCode === 0) active.push(u);
+    if (!active.length)
+      throw new MigralabError('PREREQ', `${n.name}: a libvirtd already runs there${systemd ? ' outside systemd' : ''}: migralab stops only what systemd runs (and starts it again at down). Stop it, then run up again`);
+    changes.push({ kind: 'command', argv: ['systemctl', 'stop', ...active], revert: ['systemctl', 'start', ...active] });
+    hp.notes.push(`libvirtd runs there under systemd (${active.join(', ')}): stopped while the lab is up, started again by down`);
+  }
+  // what libvirtd makes at start where the host has none (no libvirt-daemon-system): made by the plan, so down removes them
+  for (const d of ['/etc/libvirt', '/etc/libvirt/secrets', '/etc/libvirt/nwfilter', '/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt', '/run/libvirt']) {
+    const top = await firstMissing(node, d);
+    if (top) changes.push({ kind: 'mkdir', path: top }, ...(top !== d ? [{ kind: 'mkdir' as const, path: d }] : []));
+  }
+  for (const [file, settings] of [
+    ['/etc/libvirt/libvirtd.conf', { ...libvirtdSettings(n.address), auth_unix_ro: '"none"', auth_unix_rw: '"none"' }],
+    ['/etc/libvirt/qemu.conf', qemuSettings(n)],
+  ] as const) {
+    const existed = await node.exists(file);
+    const before = existed ? (await node.readFile(file)).toString('utf8') : '';
+    const after = confWithSettings(before, settings, LIBVIRT_MARK(t.name));
+    if (after !== before) changes.push({ kind: 'file', path: file, existed, before, after });
+  }
+  hp.notes.push(`libvirt: libvirtd --listen on ${n.address}:${LIBVIRT_TCP_PORT} (TCP, no TLS, no authentication, as the tutorial has it: keep the lab network private)`);
+  changes.push({ kind: 'service', name: 'libvirtd', argv: ['libvirtd', '--listen', '-f', '/etc/libvirt/libvirtd.conf', '-p', SSH_LIBVIRTD_PID], logFile: join(n.dir, 'libvirtd.log') });
+  return changes;
+}
+
+/** The libvirtd service migralab started on a host, from the host's ledger. */
+async function libvirtdEntry(t: Topology, node: SshNode): Promise<Extract<HostChange, { kind: 'service' }> | undefined> {
+  const ledger = await readHostLedger(node, remotePaths(t, node.name).ledger);
+  return ledger?.changes.find((c): c is Extract<HostChange, { kind: 'service' }> => c.kind === 'service' && c.name === 'libvirtd');
+}
+
+/** libvirtd on a host answers on its socket and listens on the lab address; one that exits says why (its log's tail). */
+export async function waitLibvirtd(t: Topology, node: SshNode, address: string): Promise<void> {
+  const svc = await libvirtdEntry(t, node);
+  /** Why libvirtd is gone (its log's tail), or undefined while it runs. */
+  const gone = async (): Promise<string | undefined> => {
+    if (svc?.pid === undefined || (await node.process(svc.pid, svc.startTime).alive())) return undefined;
+    const log = (await node.run(['tail', '-n', '3', svc.logFile], { check: false })).stdout.trim();
+    return `${node.name}: libvirtd exited at start${log ? `: ${log.split('\n').join(' | ')}` : ''} (see ${svc.logFile})`;
+  };
+  // a libvirtd that exited ends the wait at once (waitFor would retry a thrown error until its deadline)
+  const until = async (what: string, ok: () => Promise<boolean>, timeoutMs: number) => {
+    const r = await waitFor(what, async () => ((await ok()) ? { dead: undefined } : ((d) => (d ? { dead: d } : undefined))(await gone())), { timeoutMs, intervalMs: 100 });
+    if (r.dead) throw new MigralabError('LAB', r.dead);
+  };
+  await until(`libvirtd on ${node.name} to answer (virsh -c qemu:///system version)`, async () => (await node.run(['virsh', '-c', 'qemu:///system', 'version'], { check: false, timeoutMs: 10_000 })).exitCode === 0, 20_000);
+  await until(`libvirtd on ${node.name} to listen on ${address}:${LIBVIRT_TCP_PORT}`, async () => (await node.run(['ss', '-Hltn', 'sport', '=', `:${LIBVIRT_TCP_PORT}`], { check: false })).stdout.includes(`${address}:${LIBVIRT_TCP_PORT}`), 10_000);
 }
 
 /** The host's ledger: every change applied, in order (read back by down, also after a crash). */
@@ -218,9 +297,10 @@ async function readHostLedger(node: SshNode, path: string): Promise<HostLedger |
   return JSON.parse((await node.readFile(path)).toString('utf8')) as HostLedger;
 }
 
-async function applyHost(t: Topology, node: SshNode, hp: HostPlan, progress: Progress): Promise<void> {
+async function applyHost(t: Topology, node: SshNode, hp: HostPlan, progress: Progress, opts: { append?: boolean } = {}): Promise<void> {
   const r = remotePaths(t, hp.node);
-  const ledger: HostLedger = { lab: t.name, changes: [] };
+  // append: more changes to a host that is up (the libvirt driver's setup, asked for after up)
+  const ledger: HostLedger = (opts.append ? await readHostLedger(node, r.ledger) : undefined) ?? { lab: t.name, changes: [] };
   // The ledger and backups sit beside the lab's directory, which the plan's first change makes
   // (planned as missing: a directory that existed then is not in the plan, and never removed).
   const save = async () => {
@@ -337,6 +417,25 @@ class SshLab implements StartedLab {
   observer(): NodeTransport {
     return this.obs;
   }
+  /** The tutorial's libvirtd on every compute host: already there when up had it (up --driver libvirt), else planned and applied now, in the hosts' ledgers. */
+  async ensureLibvirtd(progress: Progress = () => {}): Promise<void> {
+    for (const n of this.computes) {
+      const svc = await libvirtdEntry(this.topology, n.transport);
+      if (svc) {
+        if (svc.pid === undefined || !(await n.transport.process(svc.pid, svc.startTime).alive()))
+          throw new MigralabError('LAB', `${n.name}: the libvirtd migralab started there is gone (see ${svc.logFile}): run migralab down, then up again`);
+        await waitLibvirtd(this.topology, n.transport, n.address);
+        continue;
+      }
+      const hp: HostPlan = { node: n.name, login: `${n.plan.ssh!.user}@${n.plan.ssh!.host}:${n.plan.ssh!.port}`, changes: [], missing: [], notes: [] };
+      hp.changes = await planLibvirt(this.topology, n.plan, n.transport, hp);
+      if (hp.missing.length)
+        throw new MigralabError('PREREQ', `${n.name} lacks ${hp.missing.map((m) => m.program).join(', ')} for the libvirt driver: apt-get install -y ${[...new Set(hp.missing.map((m) => m.pkg))].join(' ')} there, or run migralab up --driver libvirt --install`);
+      for (const l of formatPlan([hp]).split('\n')) progress(`libvirt: ${l}`);
+      await applyHost(this.topology, n.transport, hp, progress, { append: true });
+      await waitLibvirtd(this.topology, n.transport, n.address);
+    }
+  }
   async down(progress?: Progress): Promise<DownReport> {
     this.release();
     return sshDown(this.topology, progress);
@@ -373,14 +472,14 @@ async function hostEnvironment(node: SshNode, hp: HostPlan): Promise<Omit<Enviro
 }
 
 /** Plans every host (reads only). */
-export async function sshPlan(t: Topology, progress: Progress = () => {}): Promise<{ plan: LabPlan; hosts: HostPlan[]; image: Awaited<ReturnType<typeof buildGuestImage>> }> {
+export async function sshPlan(t: Topology, progress: Progress = () => {}, opts: PlanOptions = {}): Promise<{ plan: LabPlan; hosts: HostPlan[]; image: Awaited<ReturnType<typeof buildGuestImage>> }> {
   const plan = planLab(t);
   const image = await buildGuestImage({ cacheDir: plan.imageCache, onProgress: progress });
   const hosts: HostPlan[] = [];
   for (const n of plan.nodes) {
     const node = sshNode(n);
     try {
-      hosts.push(await planHost(t, plan, n, node, image));
+      hosts.push(await planHost(t, plan, n, node, image, opts));
     } finally {
       node.close();
     }
@@ -388,7 +487,7 @@ export async function sshPlan(t: Topology, progress: Progress = () => {}): Promi
   return { plan, hosts, image };
 }
 
-async function sshUp(t: Topology, topologyFile: string, progress: Progress = () => {}, _signal?: AbortSignal, opts: { install?: boolean } = {}): Promise<SshLab> {
+async function sshUp(t: Topology, topologyFile: string, progress: Progress = () => {}, _signal?: AbortSignal, opts: { install?: boolean } & PlanOptions = {}): Promise<SshLab> {
   const plan = planLab(t);
   const existing = await Ledger.read(plan.ledgerFile);
   if (existing?.status === 'up') {
@@ -397,7 +496,7 @@ async function sshUp(t: Topology, topologyFile: string, progress: Progress = () 
   }
   if (existing) await sshDown(t, progress);
   const t0 = performance.now();
-  let { hosts, image } = await sshPlan(t, progress);
+  let { hosts, image } = await sshPlan(t, progress, opts);
   const missing = hosts.filter((h) => h.missing.length);
   if (missing.length && opts.install) {
     for (const h of missing) {
@@ -407,7 +506,7 @@ async function sshUp(t: Topology, topologyFile: string, progress: Progress = () 
       await node.run(['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-q', '--no-install-recommends', ...pkgs], { timeoutMs: 900_000 });
       node.close();
     }
-    ({ hosts, image } = await sshPlan(t, progress));
+    ({ hosts, image } = await sshPlan(t, progress, opts));
   }
   const still = hosts.filter((h) => h.missing.length);
   if (still.length)
@@ -424,6 +523,7 @@ async function sshUp(t: Topology, topologyFile: string, progress: Progress = () 
     const serverPlan = hosts.find((h) => h.node === server.n.name)!;
     if (serverPlan.nfsServer === 'ganesha')
       await waitFor(`ganesha on ${server.n.name} to listen on :2049`, async () => (await server.t.run(['ss', '-Hltn', 'sport', '=', ':2049'], { check: false })).stdout.includes('2049'), { timeoutMs: 20_000, intervalMs: 100 });
+    if (opts.libvirt) for (const { n, t: node } of nodes) if (n.roles.includes('compute')) await waitLibvirtd(t, node, n.address);
     const r = remotePaths(t, plan.nodes[0]!.name);
     const env = await hostEnvironment(nodes.find((x) => x.n.roles.includes('compute'))!.t, hosts.find((h) => h.nfsClient) ?? hosts[0]!);
     env.nfsServer = serverPlan.nfsServer ?? 'ganesha';

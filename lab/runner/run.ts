@@ -18,7 +18,7 @@ import { providerFor } from '../provision/providers.ts';
 import { kvmModuleLoaded, knownIssues } from '../provision/environment.ts';
 import type { StartedLab } from '../provision/provider.ts';
 import { buildLabel, resolveBuild, type QemuBuild, type QemuBuildSpec } from '../qemu/builds.ts';
-import { createDriver, checkDriverProvider } from '../migrate/registry.ts';
+import { createDriver } from '../migrate/registry.ts';
 import type { MigrationDriver, MigrationProgress } from '../migrate/types.ts';
 import { MIGRATION_PORT, NBD_PORT } from '../migrate/qemu/driver.ts';
 import { summarize } from '../results/cells.ts';
@@ -143,7 +143,6 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   if (tooMuch) throw new MigralabError('PREREQ', `${opts.scenarioFile}: ${tooMuch}`);
 
   FaultInjection.checkProvider(topology.provider, scenario.faults);
-  checkDriverProvider(topology.provider, scenario.drivers);
   const computeNames = topology.nodes.filter((n) => n.roles.includes('compute')).map((n) => n.name);
   if (scenario.bootOn !== undefined && !computeNames.includes(scenario.bootOn))
     throw await fieldError(opts.scenarioFile, ['bootOn'], `expected one of the compute nodes of ${topologyFile} (${computeNames.join(', ')}), got "${scenario.bootOn}"`);

@@ -14,7 +14,6 @@ import { abortable, checkAborted } from '../time/wait.ts';
 import { providerFor } from '../provision/providers.ts';
 import { planLab } from '../provision/plan.ts';
 import { TUTORIAL_INSTANCES_DIR } from '../provision/plan.ts';
-import { checkDriverProvider } from '../migrate/registry.ts';
 import type { StartedLab, LabNode } from '../provision/provider.ts';
 import type { StreamingProcess } from '../exec/transport.ts';
 import type { DriverName } from '../config/scenario.ts';
@@ -102,7 +101,8 @@ export async function runTutorial(o: TutorialOptions): Promise<TutorialOutcome> 
   const plan = planLab(t);
   const computes = plan.nodes.filter((n) => n.roles.includes('compute'));
   if (computes.length < 2) throw new MigralabError('CONFIG', `${o.topologyFile}: the tutorial needs two compute nodes, this topology has ${computes.length}`);
-  checkDriverProvider(t.provider, [o.driver]);
+  if (t.provider !== 'local')
+    throw new MigralabError('PREREQ', `the tutorial runs on the local lab (its steps show the files and daemons the local lab sets up); this topology's provider is ${t.provider}: on real hosts run migralab run scenarios/tutorial-libvirt.yaml --topology ${o.topologyFile}, and migralab up ${o.topologyFile} --plan --driver libvirt to see what it changes there`);
   const server = plan.nfsServer;
   // The tutorial moves its instance from compute1 to the controller: the NFS client to the server where the topology has them.
   const from = computes.find((n) => !n.roles.includes('nfs-server')) ?? computes[1]!;

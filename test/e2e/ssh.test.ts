@@ -6,7 +6,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
@@ -15,9 +15,13 @@ import type { Results } from '../../lab/results/schema.ts';
 
 const HOSTS = 'test/fixtures/hosts.lab.yaml';
 const SSH = 'test/fixtures/over-ssh.lab.yaml';
+const SUDO = 'test/fixtures/over-ssh-sudo.lab.yaml';
 const hostsDir = '/var/lib/migralab-test/mlhosts';
 const md5 = (f: string) => createHash('md5').update(readFileSync(f)).digest('hex');
 const hostFiles = ['controller', 'compute1'].map((n) => join(hostsDir, 'nodes', n, 'hosts'));
+/** What each bare host's /etc/libvirt has beyond this machine's (an overlay: its upper directory). */
+const libvirtUppers = ['controller', 'compute1'].map((n) => join(hostsDir, 'nodes', n, 'host/etc-libvirt/upper'));
+const listing = (d: string) => (existsSync(d) ? readdirSync(d, { recursive: true }).map(String).sort() : ['(missing)']);
 const scratch = mkdtempSync(join(tmpdir(), 'mlssh-'));
 let before: string[];
 
@@ -33,7 +37,21 @@ async function sshdSessions(node: string): Promise<number[]> {
   return [...monitors, ...(await Promise.all(monitors.map(children))).flat()];
 }
 
+/** The commands running in the bare hosts' namespaces besides their own sshds. */
+async function strangers(): Promise<string[]> {
+  const out: string[] = [];
+  for (const ns of ['mlab-mlhosts-controller', 'mlab-mlhosts-compute1']) {
+    const pids = (await execa('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(Boolean);
+    for (const p of pids) {
+      const name = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      if (name !== 'sshd') out.push(`${ns}: ${name}`);
+    }
+  }
+  return out;
+}
+
 beforeAll(async () => {
+  await cli(['down', SUDO]);
   await cli(['down', SSH]);
   await cli(['down', HOSTS]);
   const up = await cli(['up', HOSTS]);
@@ -41,6 +59,7 @@ beforeAll(async () => {
   before = hostFiles.map(md5);
 }, 120_000);
 afterAll(async () => {
+  await cli(['down', SUDO]);
   await cli(['down', SSH]);
   await cli(['down', HOSTS]);
   rmSync(scratch, { recursive: true, force: true });
@@ -120,6 +139,56 @@ describe('the ssh provider on real sshd hosts', () => {
       expect(names.filter((n) => n !== 'sshd'), ns).toEqual([]);
     }
   });
+
+  // A libvirtd.conf the controller's user already had: the plan changes it, down puts it back byte for byte.
+  const USER_CONF = '# the user\'s own libvirtd.conf\nlisten_tcp = 0\nlog_level = 3\n';
+  const userConf = join(libvirtUppers[0]!, 'libvirtd.conf');
+  it('as a non-root user with sudo: up --plan --driver libvirt adds the tutorial\'s libvirtd.conf, qemu.conf and a listening libvirtd, and changes nothing', async () => {
+    const w = await cli(['shell', '--topology', HOSTS, 'controller', '--', 'sh', '-c', `printf '%s' "$1" >/etc/libvirt/libvirtd.conf`, 'sh', USER_CONF]);
+    expect(w.exitCode, w.all).toBe(0);
+    expect(readFileSync(userConf, 'utf8')).toBe(USER_CONF);
+    const r = await cli(['up', SUDO, '--plan', '--driver', 'libvirt']);
+    expect(r.exitCode, r.all).toBe(0);
+    for (const [node, address] of [['controller', '10.79.0.11'], ['compute1', '10.79.0.12']] as const) {
+      const part = r.stdout.slice(r.stdout.indexOf(`${node} (migralab@${address}:22)`));
+      if (node === 'controller')
+        expect(part).toMatch(/change \/etc\/libvirt\/libvirtd\.conf:\n\s+- listen_tcp = 0\n(\s+[-+] .*\n)*\s+\+ # migralab: listen_tcp = 0\n(\s+[-+] .*\n)*\s+\+ listen_tcp = 1\n/);
+      else expect(part).toMatch(new RegExp(`create /etc/libvirt/libvirtd\\.conf:\\n(\\s+\\+ .*\\n)*\\s+\\+ listen_tcp = 1\\n(\\s+\\+ .*\\n)*\\s+\\+ listen_addr = "${address.replace(/\./g, '\\.')}"`));
+      expect(part).toMatch(/create \/etc\/libvirt\/qemu\.conf:\n(\s+\+ .*\n)*\s+\+ security_driver = "none"/);
+      expect(part).toMatch(/start libvirtd: libvirtd --listen -f \/etc\/libvirt\/libvirtd\.conf/);
+    }
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(readFileSync(userConf, 'utf8')).toBe(USER_CONF);
+    expect(libvirtUppers.map(listing)).toEqual([['libvirtd.conf'], []]);
+  }, 60_000);
+
+  it('as a non-root user with sudo: both drivers run through ssh2 with every proof; down reverts the libvirt setup too', async () => {
+    const dir = join(scratch, 'drivers');
+    const r = await cli(['run', 'test/fixtures/ssh-drivers.yaml', '--topology', SUDO, '--results-dir', dir], { timeoutMs: 280_000 });
+    expect(r.exitCode, r.all).toBe(0);
+    // the libvirt setup was applied by the run, in the hosts' ledgers (the lab was up without it)
+    expect(r.all).toMatch(/libvirt: controller \(migralab@10\.79\.0\.11:22\)/);
+    expect(r.all).toMatch(/compute1: started libvirtd \(pid \d+\)/);
+    const res = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
+    expect(res.environment.provider).toBe('ssh');
+    expect(res.iterations.map((i) => `${i.strategy}/${i.driver}`).sort()).toEqual(['block/libvirt', 'block/qemu', 'shared/libvirt', 'shared/qemu']);
+    for (const i of res.iterations) {
+      expect(i.ok, `${i.strategy}/${i.driver}: ${i.error}`).toBe(true);
+      expect(i.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, ramIntact: true, answersPing: true });
+      if (i.driver === 'libvirt') {
+        expect(i.libvirt!.timeElapsedMs).toBeGreaterThan(0);
+        expect(i.libvirt!.virshMs).toBeGreaterThan(0);
+      }
+    }
+    expect(res.environment.libvirtVersion).toMatch(/^\d+\.\d+\.\d+$/);
+    // down (done by the run): every file back, nothing of libvirt's left in the hosts' /etc/libvirt, no daemon left
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(readFileSync(userConf, 'utf8')).toBe(USER_CONF);
+    expect(libvirtUppers.map(listing)).toEqual([['libvirtd.conf'], []]);
+    expect(existsSync('/var/lib/migralab-test/remote')).toBe(false);
+    expect(existsSync('/var/lib/migralab-test/mlsudo.ledger.json')).toBe(false);
+    expect(await strangers()).toEqual([]);
+  }, 300_000);
 
   it('a connection killed mid-migration: that iteration fails saying so, the guest is where the hypervisor says, and down still reverts', async () => {
     const dir = join(scratch, 'drop');

@@ -12,42 +12,75 @@ export const LIBVIRT_TCP_PORT = 16509;
 /** Where libvirt's destination listens for the migration stream (qemu.conf migration_port_min). */
 export const LIBVIRT_MIGRATION_PORTS = { min: 49152, max: 49215 } as const;
 
+/** The tutorial's libvirtd.conf settings (TCP, no TLS, no authentication), on one address only. */
+export function libvirtdSettings(listenAddr: string): Record<string, string> {
+  return { listen_tls: '0', listen_tcp: '1', auth_tcp: '"none"', listen_addr: `"${listenAddr}"` };
+}
+
 /** The tutorial's /etc/libvirt/libvirtd.conf, and the address it listens on. */
 export function libvirtdConf(listenAddr: string): string {
+  const s = libvirtdSettings(listenAddr);
   return `# /etc/libvirt/libvirtd.conf of a migralab lab node, as the live-migration tutorial sets it:
 # TCP without TLS or authentication. This file exists only inside the lab node's private
 # /etc/libvirt; the listener is bound to the node's lab address (listen_addr) only.
-listen_tls = 0
-listen_tcp = 1
+listen_tls = ${s.listen_tls}
+listen_tcp = ${s.listen_tcp}
 unix_sock_group = "libvirtd"
 unix_sock_ro_perms = "0777"
 unix_sock_rw_perms = "0770"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
-auth_tcp = "none"
-listen_addr = "${listenAddr}"
+auth_tcp = ${s.auth_tcp}
+listen_addr = ${s.listen_addr}
 `;
 }
 
 /** The tutorial's /etc/default/libvirt-bin: libvirtd daemonized (-d) and listening (-l). */
 export const LIBVIRT_BIN_DEFAULTS = 'libvirtd_opts="-d -l"\n';
 
-/** qemu.conf of a lab node: QEMU as root without confinement (the lab is the boundary), migration on the lab address. */
+/** qemu.conf settings of a lab node: QEMU as root without confinement (the lab is the boundary), migration on the lab address. */
+export function qemuSettings(node: { address: string; name: string }): Record<string, string> {
+  return {
+    user: '"root"',
+    group: '"root"',
+    dynamic_ownership: '0',
+    remember_owner: '0',
+    security_driver: '"none"',
+    cgroup_controllers: '[ ]',
+    stdio_handler: '"file"',
+    namespaces: '[ ]',
+    migration_address: `"${node.address}"`,
+    migration_host: `"${node.name}"`,
+    migration_port_min: String(LIBVIRT_MIGRATION_PORTS.min),
+    migration_port_max: String(LIBVIRT_MIGRATION_PORTS.max),
+  };
+}
+
+/** qemu.conf of a lab node. */
 export function qemuConf(node: { address: string; name: string }): string {
-  return `# /etc/libvirt/qemu.conf of migralab lab node ${node.name}
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-stdio_handler = "file"
-namespaces = [ ]
-migration_address = "${node.address}"
-migration_host = "${node.name}"
-migration_port_min = ${LIBVIRT_MIGRATION_PORTS.min}
-migration_port_max = ${LIBVIRT_MIGRATION_PORTS.max}
-`;
+  const s = qemuSettings(node);
+  return `# /etc/libvirt/qemu.conf of migralab lab node ${node.name}\n${Object.entries(s).map(([k, v]) => `${k} = ${v}`).join('\n')}\n`;
+}
+
+/**
+ * An existing libvirt configuration file with `settings` in force (pure): every active line
+ * that sets one of them is commented out with `# migralab: ` (libvirt takes a key's first
+ * occurrence), and the settings follow under `mark`. The same text when all are set already.
+ */
+export function confWithSettings(text: string, settings: Record<string, string>, mark: string): string {
+  const active = (l: string) => /^\s*([A-Za-z_][\w]*)\s*=\s*(.*?)\s*$/.exec(l);
+  const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
+  const set = new Map<string, string>();
+  for (const l of lines) {
+    const m = active(l);
+    if (m && !set.has(m[1]!)) set.set(m[1]!, m[2]!);
+  }
+  if (Object.entries(settings).every(([k, v]) => set.get(k) === v)) return text;
+  const kept = lines.map((l) => {
+    const m = active(l);
+    return m && m[1]! in settings ? `# migralab: ${l}` : l;
+  });
+  return `${[...kept, mark, ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`)].join('\n')}\n`;
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');

@@ -11,7 +11,7 @@ import { mkdir, readFile, readdir, copyFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { MigralabError } from '../../errors.ts';
 import type { LabNode, StartedLab } from '../../provision/provider.ts';
-import type { Resource } from '../../state/ledger.ts';
+import type { Ledger, Resource } from '../../state/ledger.ts';
 import { waitFor } from '../../time/wait.ts';
 import { LIBVIRT_BIN_DEFAULTS, LIBVIRT_TCP_PORT, libvirtdConf, qemuConf } from './config.ts';
 
@@ -47,6 +47,19 @@ export function withLibvirtAccounts(passwd: string, group: string): { passwd: st
   return { passwd: p, group: g };
 }
 
+/**
+ * A directory on the host for lab nodes to mount over, where the host has none (no
+ * libvirt-daemon-system): made empty with a marker file (so a later lab knows it is
+ * migralab's, not a libvirt installation's), in the ledger, removed by down.
+ */
+export async function privateMountPoint(ledger: Ledger, mp: string): Promise<void> {
+  const ours = existsSync(join(mp, MOUNTPOINT_MARKER));
+  if (existsSync(mp) && !ours) return;
+  if (!ledger.resources.some((r) => r.kind === 'mountpoint' && r.path === mp)) await ledger.record({ kind: 'mountpoint', path: mp });
+  await mkdir(mp, { recursive: true, mode: 0o755 });
+  await writeFile(join(mp, MOUNTPOINT_MARKER), 'made by migralab as a mount point for its lab nodes; removed with the lab\n');
+}
+
 /** libvirtd answering on the node's local socket? */
 async function answers(node: LabNode): Promise<boolean> {
   const r = await node.transport.run(['virsh', '-c', 'qemu:///system', 'version'], { check: false, timeoutMs: 10_000 });
@@ -55,6 +68,7 @@ async function answers(node: LabNode): Promise<boolean> {
 
 /** Starts libvirtd on every compute node that does not run one yet. */
 export async function ensureLibvirtd(lab: StartedLab, progress: (m: string) => void = () => {}): Promise<void> {
+  if (lab.ensureLibvirtd) return lab.ensureLibvirtd(progress);
   const running = lab.ledger.resources.filter((r): r is Extract<Resource, { kind: 'process' }> => r.kind === 'process' && r.name.startsWith('libvirtd@'));
   await Promise.all(
     lab.computes.map(async (node) => {
@@ -82,13 +96,7 @@ async function startLibvirtd(lab: StartedLab, node: LabNode): Promise<void> {
   await writeFile(d.group, accounts.group, { mode: 0o644 });
   // Mount points libvirt needs that the host may not have (no libvirt-daemon-system): made empty with a
   // marker file (so a later lab knows they are migralab's, not a libvirt installation's), removed by down.
-  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt']) {
-    const ours = existsSync(join(mp, MOUNTPOINT_MARKER));
-    if (existsSync(mp) && !ours) continue;
-    await lab.ledger.record({ kind: 'mountpoint', path: mp });
-    await mkdir(mp, { recursive: true, mode: 0o755 });
-    await writeFile(join(mp, MOUNTPOINT_MARKER), 'made by migralab as a mount point for its lab nodes; removed with the lab\n');
-  }
+  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt']) await privateMountPoint(lab.ledger, mp);
   const binds: [string, string][] = [
     [d.etc, '/etc/libvirt'],
     [d.defaults, '/etc/default'],

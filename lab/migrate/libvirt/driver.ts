@@ -84,6 +84,14 @@ export class LibvirtDriver implements MigrationDriver {
     });
   }
 
+  /** The emulator in the domain XML: a wrapper written here serves the local lab only (its path is this machine's). */
+  private async emulatorOn(guest: GuestSpec): Promise<string> {
+    const e = await emulatorFor(guest.build, join(this.lab.plan.labDir, 'emulators'));
+    if (this.lab.plan.provider !== 'local' && e !== guest.build.binary && e !== '/usr/bin/qemu-system-x86_64')
+      throw new MigralabError('USAGE', `the libvirt driver on ${this.lab.plan.provider} hosts runs the hosts' own QEMU: build ${guest.build.id} needs a wrapper with its own firmware and modules, which exists on the local lab only`);
+    return e;
+  }
+
   async domainXmlOn(guest: GuestSpec, node: LabNode): Promise<string> {
     const files = runFiles(node.plan.dir, guest.name);
     return domainXml({
@@ -91,7 +99,7 @@ export class LibvirtDriver implements MigrationDriver {
       uuid: guest.uuid,
       memoryBytes: guest.memoryBytes,
       accelerator: guest.accelerator,
-      emulator: await emulatorFor(guest.build, join(this.lab.plan.labDir, 'emulators')),
+      emulator: await this.emulatorOn(guest),
       kernel: guest.image.kernel,
       initrd: guest.image.initrd,
       cmdline: kernelCmdline(),

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { XMLParser } from 'fast-xml-parser';
-import { libvirtdConf, qemuConf, domainXml, parseRawStats, jobInfo, disksOfDomainXml } from '../../../lab/migrate/libvirt/config.ts';
+import { libvirtdConf, qemuConf, confWithSettings, libvirtdSettings, domainXml, parseRawStats, jobInfo, disksOfDomainXml } from '../../../lab/migrate/libvirt/config.ts';
 import { withLibvirtAccounts } from '../../../lab/migrate/libvirt/daemon.ts';
 import { tunableArgs } from '../../../lab/migrate/libvirt/driver.ts';
 
@@ -17,6 +17,16 @@ describe('libvirt configuration of a lab node', () => {
     expect(c).toMatch(/namespaces = \[ \]/);
     expect(c).toMatch(/migration_address = "10\.77\.0\.12"/);
     expect(c).toMatch(/migration_host = "compute1"/);
+  });
+
+  it('an existing libvirtd.conf gets the tutorial\'s settings: active lines for them commented out, the settings under a mark, once', () => {
+    const before = '# libvirtd.conf\n#listen_tls = 0\nlisten_tls = 1\nmax_clients = 5000\n';
+    const after = confWithSettings(before, libvirtdSettings('10.79.0.11'), '# migralab lab1');
+    expect(after.split('\n')).toEqual(['# libvirtd.conf', '#listen_tls = 0', '# migralab: listen_tls = 1', 'max_clients = 5000', '# migralab lab1', 'listen_tls = 0', 'listen_tcp = 1', 'auth_tcp = "none"', 'listen_addr = "10.79.0.11"', '']);
+    // applied again: the first active occurrence of every key already has its value
+    expect(confWithSettings(after, libvirtdSettings('10.79.0.11'), '# migralab lab1')).toBe(after);
+    // a missing file becomes the settings alone
+    expect(confWithSettings('', { listen_tcp: '1' }, '# m')).toBe('# m\nlisten_tcp = 1\n');
   });
 
   it('adds libvirt\'s user and groups to private copies of passwd and group, once', () => {
