@@ -243,7 +243,8 @@ export class SshNode implements NodeTransport {
 
   private check(argv: readonly string[], result: RunResult, opts: RunOptions): RunResult {
     const exitCode = result.exitCode;
-    if (exitCode === 127 && this.target.sudo && /sudo: a password is required|sudo: a terminal is required/.test(result.stderr))
+    // sudo -n that would ask for a password exits 1 with this on stderr (127 in older sudo)
+    if (exitCode !== 0 && this.target.sudo && /^sudo: (a password is required|a terminal is required)|may not run sudo/m.test(result.stderr))
       throw new MigralabError('PREREQ', `${this.name}: ${this.target.user} is not root and sudo asks for a password: migralab needs root or password-less sudo there`);
     if (exitCode !== 0 && (opts.check ?? true))
       throw new MigralabError('LAB', `${this.name}: ${argv.join(' ')}: exit ${exitCode}${result.stderr ? `: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);

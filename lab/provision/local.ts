@@ -452,6 +452,8 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
 
 /** The unprivileged user of a bare host (plan.sshd): logs in with the lab's client key, root through password-less sudo. */
 export const SUDO_USER = { name: 'migralab', uid: 64210 } as const;
+/** A second one, who may log in but not sudo (the ssh provider refuses it). */
+export const PLAIN_USER = { name: 'migralab-nosudo', uid: 64211 } as const;
 
 /**
  * What makes a bare host (a stand-in for a real one, reached by the ssh provider) its own
@@ -461,8 +463,9 @@ export const SUDO_USER = { name: 'migralab', uid: 64210 } as const;
  *     stay in the node (upper/ is empty again once the ssh provider has reverted them);
  *   - /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt are the node's own directories;
  *   - /etc/passwd, /etc/group and /etc/shadow are private copies with libvirt's accounts (as
- *     Debian's libvirt-daemon-system makes them) and an unprivileged user, SUDO_USER, whom a
- *     private /etc/sudoers.d lets run anything as root without a password.
+ *     Debian's libvirt-daemon-system makes them) and two unprivileged users: SUDO_USER, whom
+ *     a private /etc/sudoers.d lets run anything as root without a password, and PLAIN_USER,
+ *     who may not sudo.
  */
 async function privateHostState(n: NodePlan, node: NodeTransport, ledger: Ledger): Promise<void> {
   const dir = join(n.dir, 'host');
@@ -478,17 +481,16 @@ async function privateHostState(n: NodePlan, node: NodeTransport, ledger: Ledger
     await node.run(['mount', '--bind', own, mp]);
   }
   const accounts = withLibvirtAccounts(await readFile('/etc/passwd', 'utf8'), await readFile('/etc/group', 'utf8'));
-  const u = SUDO_USER;
-  const has = (text: string) => text.split('\n').some((l) => l.startsWith(`${u.name}:`));
+  const users = [SUDO_USER, PLAIN_USER];
+  /** text with a line per user who has none yet (pure). */
+  const add = (text: string, line: (u: { name: string; uid: number }) => string) =>
+    users.reduce((t, u) => (t.split('\n').some((l) => l.startsWith(`${u.name}:`)) ? t : `${t === '' || t.endsWith('\n') ? t : `${t}\n`}${line(u)}\n`), text);
   const files: [string, string, number][] = [
-    ['passwd', has(accounts.passwd) ? accounts.passwd : `${accounts.passwd}${u.name}:x:${u.uid}:${u.uid}:migralab bare-host user:/:/bin/sh\n`, 0o644],
-    ['group', has(accounts.group) ? accounts.group : `${accounts.group}${u.name}:x:${u.uid}:\n`, 0o644],
+    ['passwd', add(accounts.passwd, (u) => `${u.name}:x:${u.uid}:${u.uid}:migralab bare-host user:/:/bin/sh`), 0o644],
+    ['group', add(accounts.group, (u) => `${u.name}:x:${u.uid}:`), 0o644],
   ];
-  if (existsSync('/etc/shadow')) {
-    const shadow = await readFile('/etc/shadow', 'utf8');
-    // '*': no password to log in with (keys only), and not locked ('!'), which sshd would refuse
-    files.push(['shadow', has(shadow) ? shadow : `${shadow.endsWith('\n') || shadow === '' ? shadow : `${shadow}\n`}${u.name}:*:20000:0:99999:7:::\n`, 0o640]);
-  }
+  // '*': no password to log in with (keys only), and not locked ('!'), which sshd would refuse
+  if (existsSync('/etc/shadow')) files.push(['shadow', add(await readFile('/etc/shadow', 'utf8'), (u) => `${u.name}:*:20000:0:99999:7:::`), 0o640]);
   for (const [name, text, mode] of files) {
     await writeFile(join(dir, name), text, { mode });
     await node.run(['mount', '--bind', join(dir, name), `/etc/${name}`]);
@@ -496,7 +498,7 @@ async function privateHostState(n: NodePlan, node: NodeTransport, ledger: Ledger
   if (existsSync('/etc/sudoers.d')) {
     const sudoers = join(dir, 'sudoers.d');
     await mkdir(sudoers, { recursive: true, mode: 0o750 });
-    await writeFile(join(sudoers, 'migralab'), `# migralab bare host: the ssh provider's non-root user\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+    await writeFile(join(sudoers, 'migralab'), `# migralab bare host: the ssh provider's non-root user\n${SUDO_USER.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
     await node.run(['mount', '--bind', sudoers, '/etc/sudoers.d']);
   }
 }

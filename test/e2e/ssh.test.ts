@@ -93,6 +93,7 @@ describe('the ssh provider on real sshd hosts', () => {
 
   it.each([
     ['a host that does not answer', (t: string) => t.replace('address: 10.79.0.12', 'address: 10.79.0.13').replace('name: mlssh', 'name: mlgone'), /cannot connect to compute1 \(root@10\.79\.0\.13:22\): .*nothing answered there/, 'mlgone', 4],
+    ['a user who is not root and may not sudo', (t: string) => t.replace('user: root', 'user: migralab-nosudo').replace('name: mlssh', 'name: mlnosudo'), /controller: migralab-nosudo is not root and sudo asks for a password: migralab needs root or password-less sudo there/, 'mlnosudo', 3],
     ['a key the hosts do not accept', (t: string) => t.replace(join(hostsDir, 'ssh/id_ed25519'), join(scratch, 'other_ed25519')).replace('name: mlssh', 'name: mlkey'), /controller \(root@10\.79\.0\.11:22\): authentication failed \(key \S+other_ed25519\)/, 'mlkey', 3],
   ] as const)('%s: a clear error naming the host, an exit code, nothing applied', async (_what, edit, message, lab, exitCode) => {
     if (!existsSync(join(scratch, 'other_ed25519'))) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(scratch, 'other_ed25519')]);
@@ -160,6 +161,25 @@ describe('the ssh provider on real sshd hosts', () => {
     expect(hostFiles.map(md5)).toEqual(before);
     expect(readFileSync(userConf, 'utf8')).toBe(USER_CONF);
     expect(libvirtUppers.map(listing)).toEqual([['libvirtd.conf'], []]);
+  }, 60_000);
+
+  it('a host without libvirtd: the plan names the package and the command, up --driver libvirt refuses with exit 3, nothing applied', async () => {
+    // hidden in the controller's own mount namespace: command -v finds no executable libvirtd there
+    const hide = await cli(['shell', '--topology', HOSTS, 'controller', '--', 'mount', '--bind', '/dev/null', '/usr/sbin/libvirtd']);
+    expect(hide.exitCode, hide.all).toBe(0);
+    try {
+      const plan = await cli(['up', SUDO, '--plan', '--driver', 'libvirt']);
+      expect(plan.exitCode, plan.all).toBe(0);
+      expect(plan.stdout).toMatch(/controller \(migralab@10\.79\.0\.11:22\): NFS server ganesha\n  missing: libvirtd — install with: apt-get install -y libvirt-daemon \(or migralab up --install\)/);
+      const up = await cli(['up', SUDO, '--driver', 'libvirt']);
+      expect(up.exitCode, up.all).toBe(3);
+      expect(up.stderr).toMatch(/controller lacks libvirtd: apt-get install -y libvirt-daemon there, or run migralab up --install/);
+    } finally {
+      await cli(['shell', '--topology', HOSTS, 'controller', '--', 'umount', '/usr/sbin/libvirtd']);
+    }
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(existsSync('/var/lib/migralab-test/mlsudo.ledger.json')).toBe(false);
+    expect(existsSync('/var/lib/migralab-test/remote')).toBe(false);
   }, 60_000);
 
   it('as a non-root user with sudo: both drivers run through ssh2 with every proof; down reverts the libvirt setup too', async () => {
