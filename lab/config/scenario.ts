@@ -34,10 +34,26 @@ export const strategies = ['block', 'shared'] as const;
 export type Strategy = (typeof strategies)[number];
 
 export const placements = ['back-and-forth', 'round-robin'] as const;
-export type Placement = (typeof placements)[number];
+/** A host drain: every guest leaves this compute node (nova's host-evacuate-live). */
+export interface DrainPlacement {
+  drain: string;
+}
+export type Placement = (typeof placements)[number] | DrainPlacement;
+export const isDrain = (p: Placement): p is DrainPlacement => typeof p === 'object';
+
+/**
+ * Where each of a drain's guests goes (pure): the compute nodes other than the drained one,
+ * in topology order, round robin (guest 0 to the first, guest 1 to the second, ...).
+ */
+export function drainDestinations<N extends { name: string }>(computes: readonly N[], drained: string, guests: number): N[] {
+  const others = computes.filter((n) => n.name !== drained);
+  if (!others.length) throw new Error(`a drain of ${drained} needs another compute node`);
+  return Array.from({ length: guests }, (_, i) => others[i % others.length]!);
+}
 
 /** The node a guest on `source` migrates to under `placement`, among the lab's compute nodes (in topology order). */
 export function destinationFor<N extends { name: string }>(placement: Placement, computes: readonly N[], source: N): N {
+  if (isDrain(placement)) return drainDestinations(computes, placement.drain, 1)[0]!;
   if (placement === 'round-robin') {
     const i = computes.findIndex((n) => n.name === source.name);
     return computes[(i + 1) % computes.length]!;
@@ -116,7 +132,21 @@ export const scenarioSchema = z
      * tutorial's controller <-> compute1), or `round-robin`: from wherever the guest is to the
      * next compute node in the topology's order (controller -> compute1 -> compute2 -> ...).
      */
-    placement: z.enum(placements, { error: `expected ${placements.join(' or ')}` }).default('back-and-forth'),
+    placement: z
+      .union([z.enum(placements), z.strictObject({ drain: z.string({ error: 'expected the name of the compute node to drain' }).min(1, { error: 'expected the name of the compute node to drain' }) })], {
+        error: `expected ${placements.join(', ')} or { drain: NODE }`,
+      })
+      .default('back-and-forth'),
+    /**
+     * Guests per cell (strategy x driver x axis values). With `placement: { drain: NODE }`, K
+     * guests boot on NODE and all leave it, `concurrency` at a time; otherwise 1.
+     */
+    guests: z.number({ error: 'expected a whole number of guests' }).int({ error: 'expected a whole number of guests' }).min(1, { error: 'expected at least 1 guest' }).max(16, { error: 'expected at most 16 guests' }).default(1),
+    /** Migrations at once in a drain: a number, or a list (each value is a drain of its own). */
+    concurrency: z
+      .union([z.number().int().min(1), z.array(z.number().int().min(1)).min(1)], { error: 'expected a whole number of migrations at once (at least 1), or a list of them' })
+      .transform((v) => (Array.isArray(v) ? v : [v]))
+      .default([1]),
     /**
      * The compute node the guests boot on (default: the topology's first compute node). The
      * tutorial boots on compute1 and migrates to the controller.
@@ -219,6 +249,19 @@ export const scenarioSchema = z
       });
     }
     if (s.faults.length && s.drivers.some((d) => d !== 'qemu')) ctx.addIssue({ code: 'custom', path: ['faults'], message: 'expected drivers: [qemu] with faults (faults are injected through the qemu driver)' });
+    // (a concurrency that failed its own check is not a list here)
+    const concurrency = Array.isArray(s.concurrency) ? s.concurrency : [];
+    if (isDrain(s.placement)) {
+      concurrency.forEach((n, i) => {
+        if (n > s.guests) ctx.addIssue({ code: 'custom', path: ['concurrency', ...(concurrency.length > 1 ? [i] : [])], message: `expected at most guests (${s.guests}): a drain runs at most one migration per guest at once` });
+      });
+      if (new Set(concurrency).size !== concurrency.length) ctx.addIssue({ code: 'custom', path: ['concurrency'], message: 'expected each value once' });
+      if (s.faults.length) ctx.addIssue({ code: 'custom', path: ['faults'], message: 'expected no faults in a drain (faults are injected into one migration at a time)' });
+      if (s.bootOn !== undefined) ctx.addIssue({ code: 'custom', path: ['bootOn'], message: 'expected no bootOn with a drain (the guests boot on the drained node)' });
+    } else {
+      if (s.guests !== 1) ctx.addIssue({ code: 'custom', path: ['guests'], message: 'expected 1 unless placement is { drain: NODE } (one guest per strategy migrates back and forth)' });
+      if (concurrency.some((n) => n !== 1)) ctx.addIssue({ code: 'custom', path: ['concurrency'], message: 'expected 1 unless placement is { drain: NODE }' });
+    }
     if (s.guest.diskData > s.guest.disk - 8 * 1024 ** 2)
       ctx.addIssue({ code: 'custom', path: ['guest', 'diskData'], message: 'expected at most the disk size minus 8MiB (the probe area)' });
   });

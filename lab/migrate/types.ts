@@ -34,6 +34,8 @@ export interface GuestSpec {
   image: GuestImage;
   /** The hypervisor build both sides of every migration use. */
   build: QemuBuild;
+  /** qemu driver: the destination's migration and NBD ports, where several migrations run at once (default 4444 and 10809). */
+  ports?: { migration: number; nbd: number };
 }
 
 /** Where the hypervisor itself says the data disk is. */

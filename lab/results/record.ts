@@ -23,6 +23,7 @@ export interface IterationObservation {
   strategy: Strategy;
   driver: DriverName;
   cell: { label: string; group: string; params: Record<string, unknown> };
+  drain?: { id: number; guest: string };
   source: string;
   destination: string;
   startedAt: string;
@@ -125,6 +126,7 @@ function record(o: IterationObservation): IterationResult {
     strategy: o.strategy,
     driver: o.driver,
     cell: o.cell,
+    ...(o.drain ? { drain: o.drain } : {}),
     repetition: o.repetition,
     source: o.source,
     destination: o.destination,

@@ -62,6 +62,8 @@ export const iterationSchema = z.object({
   hypervisor: z.object({ build: z.string(), binary: z.string(), version: z.string(), firmwareDirs: z.array(z.string()) }).optional(),
   /** The matrix cell: its label, the label without the strategy (`group`), the axis values as written. */
   cell: z.object({ label: z.string(), group: z.string(), params: z.record(z.string(), z.unknown()) }).optional(),
+  /** placement { drain: NODE }: the drain (results.drains[].id) and the guest this migration moved. */
+  drain: z.object({ id: z.number().int(), guest: z.string() }).optional(),
   repetition: z.number().int().positive(),
   source: z.string(),
   destination: z.string(),
@@ -289,6 +291,60 @@ const asRunSchema = z.unknown().transform((v): Scenario | UnreadScenario => {
   return parsed.success ? parsed.data : new UnreadScenario(v);
 });
 
+/**
+ * One host drain: K guests left one node, N migrations at a time. The migrations' times
+ * are milliseconds from the first one's request; each migration's own figures and proofs
+ * are its iteration's.
+ */
+export const drainSchema = z.object({
+  id: z.number().int(),
+  strategy: z.enum(strategies),
+  driver: z.string(),
+  /** The cell its iterations carry (with concurrency=N). */
+  cell: z.string(),
+  repetition: z.number().int(),
+  from: z.string(),
+  guests: z.number().int(),
+  concurrency: z.number().int(),
+  /** From the first migration's request to the last one's end: the drain time. */
+  totalMs: z.number().nullable(),
+  /** From the start of the guests' preparation (probe, workload, ping; all at once) to the first migration's request. */
+  prepareMs: z.number().nullable(),
+  /** The whole drain, with the preparation and every migration's proofs. */
+  wallMs: z.number(),
+  /** Bytes the drained node sent over the drain (every migration's stream together; null where the node's counters cannot be read). */
+  wireBytes: z.number().nullable(),
+  /** The most migrations that ran at the same moment (from the timeline below). */
+  maxOverlap: z.number().int(),
+  ok: z.boolean(),
+  migrations: z.array(
+    z.object({
+      iteration: z.number().int(),
+      guest: z.string(),
+      destination: z.string(),
+      /** The driver's migrate call: from its request to its return (null: it never started). */
+      startMs: z.number().nullable(),
+      endMs: z.number().nullable(),
+      ok: z.boolean(),
+      maxGapMs: z.number().nullable(),
+    }),
+  ),
+});
+
+/** Drain time per strategy, driver and concurrency, over the repetitions. */
+export const drainSummarySchema = z.object({
+  strategy: z.enum(strategies),
+  driver: z.string(),
+  guests: z.number().int(),
+  concurrency: z.number().int(),
+  drains: z.number().int(),
+  failed: z.number().int(),
+  totalMs: descriptionSchema,
+  wireBytes: descriptionSchema,
+  /** The worst interruption of any guest in the drain, over the drains. */
+  worstGapMs: descriptionSchema,
+});
+
 const ratiosSchema = z.object({ durationMs: z.number().optional(), downtimeMs: z.number().optional(), maxGapMs: z.number().optional() });
 
 export const resultsSchema = z.object({
@@ -316,8 +372,11 @@ export const resultsSchema = z.object({
     })
     .optional(),
   iterations: z.array(iterationSchema),
+  /** placement { drain: NODE }: every drain, in run order. */
+  drains: z.array(drainSchema).optional(),
   summary: z
     .object({
+      drains: z.array(drainSummarySchema).optional(),
       strategies: z.array(strategySummarySchema),
       /** Ratios of the medians, block / shared, for the first (or only) group of cells. */
       blockToSharedRatio: ratiosSchema,
@@ -330,6 +389,8 @@ export const resultsSchema = z.object({
 export type DiskLocation = z.infer<typeof diskLocationSchema>;
 export type IterationResult = z.infer<typeof iterationSchema>;
 export type StrategySummary = z.infer<typeof strategySummarySchema>;
+export type DrainRecord = z.infer<typeof drainSchema>;
+export type DrainSummary = z.infer<typeof drainSummarySchema>;
 export type Results = z.infer<typeof resultsSchema>;
 
 /** results/<UTC time>-<scenario name>, relative to the working directory. */

@@ -33,6 +33,12 @@ export interface IterationContext {
   stallMs?: number;
   signal?: AbortSignal;
   events?: MigrationEvents;
+  /** Awaited once the guest is prepared and pinged, right before the migration (a drain's N-at-a-time gate). */
+  beforeMigrate?: () => Promise<void>;
+  /** Called right before the driver's migrate and right after it returns or throws (a drain's timeline). */
+  onMigrate?: (edge: 'start' | 'end') => void;
+  /** Other migrations leave the same source node at the same time (a drain with concurrency > 1): its byte counters are theirs too. */
+  concurrentFromSource?: string;
   /** Extra observers of the migration's events (tests). */
   hooks?: { migrationEvents?: MigrationEvents; afterMigration?(at: { index: number; instance: Instance }): Promise<void> };
 }
@@ -45,6 +51,8 @@ export interface IterationPlace {
   destination: LabNode;
   /** The guest was replaced by a fresh boot before this iteration: why. */
   replaced?: string;
+  /** placement { drain: NODE }: which drain, which guest. */
+  drain?: { id: number; guest: string };
 }
 
 const isInterrupt = (e: unknown) => e instanceof MigralabError && e.code === 'INTERRUPTED';
@@ -78,6 +86,7 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     strategy: cell.strategy,
     driver: cell.driver,
     cell: { label: cell.label, group: cell.group, params: cell.params },
+    ...(place.drain ? { drain: place.drain } : {}),
     source: source.name,
     destination: destination.name,
     startedAt: new Date().toISOString(),
@@ -139,8 +148,10 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     before = slot.instance();
     await fault?.prepare(slot.spec.diskBytes);
     const sourceDisk = await before.disk();
+    await ctx.beforeMigrate?.();
     const tx0 = await source.txBytes();
     const cpu0 = process.cpuUsage();
+    ctx.onMigrate?.('start');
     try {
       outcome = await slot.driver.migrate(
         before,
@@ -156,6 +167,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
         await before.stop().catch(() => {});
         slot.current = e.landed;
       }
+    } finally {
+      ctx.onMigrate?.('end');
     }
     // The link back up, the NFS server serving again: then the guest is checked wherever it is.
     await fault?.restore();
@@ -164,7 +177,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     if (outcome) {
       const tx1 = await source.txBytes();
       obs.figures = outcome.figures;
-      if (tx0 !== null && tx1 !== null) obs.wireBytes = tx1 - tx0;
+      if (ctx.concurrentFromSource) obs.notes.push(`link.wireBytes not measured for this migration alone: ${ctx.concurrentFromSource}; the drain's wireBytes counts them together`);
+      else if (tx0 !== null && tx1 !== null) obs.wireBytes = tx1 - tx0;
       const after = outcome.instance;
       slot.current = after;
       // Stop the memory writer first: the fewer pages it rewrites on the destination, the fewer lost writes it could hide.

@@ -10,7 +10,7 @@ export interface Cell {
   strategy: Strategy;
   driver: DriverName;
   /** The axis values as written in the scenario (and `driver` when a scenario has several). */
-  params: Partial<Record<AxisPath | 'driver' | 'fault', unknown>>;
+  params: Partial<Record<AxisPath | 'driver' | 'fault' | 'concurrency', unknown>>;
   settings: Settings;
   /** The fault this cell injects into each of its migrations (none: the fault-free cell). */
   fault?: FaultSpec;

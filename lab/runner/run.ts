@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve, join } from 'node:path';
-import { destinationFor, loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
+import { destinationFor, isDrain, loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
 import { loadTopology } from '../config/topology.ts';
 import { fieldError } from '../config/load.ts';
 import type { Settings } from '../config/settings.ts';
@@ -31,10 +31,25 @@ import { GuestSlot, guestName, guestSpec } from './guests.ts';
 import { FaultInjection } from './faults.ts';
 import { runIteration } from './iteration.ts';
 import { runDoctor } from '../doctor/checks.ts';
+import { drainPorts, runDrains } from './drain.ts';
+import { summarizeDrains } from '../results/drains.ts';
 
 export interface RunEvents {
   step?(msg: string): void;
-  iterationStart?(it: { index: number; total: number; strategy: Strategy; cell: string; repetition: number; source: string; destination: string; /** the guest's address on the lab network */ address: string }): void;
+  iterationStart?(it: {
+    index: number;
+    total: number;
+    strategy: Strategy;
+    cell: string;
+    repetition: number;
+    source: string;
+    destination: string;
+    /** the guest's address on the lab network */
+    address: string;
+    /** a drain: the guest that migrates, and whether others migrate at the same time */
+    guest?: string;
+    concurrent?: boolean;
+  }): void;
   progress?(p: MigrationProgress): void;
   iterationEnd?(r: IterationResult): void;
 }
@@ -93,9 +108,10 @@ export function knownIssueRefusals(cells: readonly Cell[], builds: ReadonlyMap<s
  * build) kept for the whole run, plus a destination QEMU of the same size during a
  * migration; refused when the host cannot give it (pure; null when it fits).
  */
-export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, memAvailable: number | null): string | null {
+export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, memAvailable: number | null, drainPeak?: number): string | null {
   if (memAvailable === null) return null;
-  const guests = new Set(cells.map(slotKey)).size;
+  // a drain: its K guests and a destination for each migration running at once
+  const guests = drainPeak !== undefined ? drainPeak - 1 : new Set(cells.map(slotKey)).size;
   const need = (guests + 1) * guestMemory;
   if (need <= memAvailable) return null;
   const gib = (b: number) => `${(b / 1024 ** 3).toFixed(1)}GiB`;
@@ -139,13 +155,18 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const early = knownIssueRefusals(cells, builds, likelyAccel);
   if (early.length) throw refusal(early);
   // The local lab's guests run on this host: more memory than it has is refused before up.
-  const tooMuch = topology.provider === 'local' ? hostMemoryRefusal(cells, scenario.guest.memory, memAvailable()) : null;
+  const tooMuch = topology.provider === 'local' ? hostMemoryRefusal(cells, scenario.guest.memory, memAvailable(), isDrain(scenario.placement) ? scenario.guests + Math.max(...scenario.concurrency) : undefined) : null;
   if (tooMuch) throw new MigralabError('PREREQ', `${opts.scenarioFile}: ${tooMuch}`);
 
   FaultInjection.checkProvider(topology.provider, scenario.faults);
   const computeNames = topology.nodes.filter((n) => n.roles.includes('compute')).map((n) => n.name);
   if (scenario.bootOn !== undefined && !computeNames.includes(scenario.bootOn))
     throw await fieldError(opts.scenarioFile, ['bootOn'], `expected one of the compute nodes of ${topologyFile} (${computeNames.join(', ')}), got "${scenario.bootOn}"`);
+  if (isDrain(scenario.placement)) {
+    if (!computeNames.includes(scenario.placement.drain))
+      throw await fieldError(opts.scenarioFile, ['placement', 'drain'], `expected one of the compute nodes of ${topologyFile} (${computeNames.join(', ')}), got "${scenario.placement.drain}"`);
+    if (computeNames.length < 2) throw await fieldError(opts.scenarioFile, ['placement', 'drain'], `expected a topology with another compute node to drain to; ${topologyFile} has ${computeNames.length}`);
+  }
 
   const lab = await provider.up(topology, topologyFile, step, opts.signal);
   if (lab.alreadyUp) step(`lab ${lab.plan.lab} is already up`);
@@ -186,42 +207,74 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
         throw new MigralabError('PREREQ', `the lab fails ${failed.length === 1 ? 'a precondition' : 'preconditions'} of live migration (migralab doctor): ${failed.map((c) => `${c.name}: ${c.detail} → ${c.fix}`).join('; ')}. Fix it, or run with --skip-doctor`);
       step(`doctor: ${checks.filter((c) => c.status === 'pass').length} checks pass${checks.some((c) => c.status === 'warn') ? `, warnings: ${checks.filter((c) => c.status === 'warn').map((c) => c.name).join(', ')}` : ''}`);
     }
-    for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
-    const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
-    step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
-    const tBoot = performance.now();
-    // allSettled: when one guest fails to boot, the others are still fully started (and then destroyed).
-    const boots = await Promise.allSettled([...slots.values()].map(async (g) => (g.current = await g.driver.launch(g.spec, first, { signal: opts.signal }))));
-    const bootFailure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
-    if (bootFailure) throw bootFailure.reason;
-    step(`guests up in ${((performance.now() - tBoot) / 1000).toFixed(1)} s`);
-
-    const order = plan(scenario);
-    for (const [index, { cell, repetition }] of order.entries()) {
-      if (opts.signal?.aborted) throw interruptedError();
-      const slot = slots.get(slotKey(cell))!;
-      const source = slot.current?.node ?? first;
-      let replaced: string | undefined;
-      if (slot.broken && !slot.unreplaceable) {
-        step(`replacing ${slot.name} with a fresh boot on ${source.name}: ${slot.broken}`);
-        replaced = await slot.replace(source, { signal: opts.signal }).catch((e) => {
-          if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
-          step(`could not replace ${slot.name}: ${(e as Error).message}`);
-          return undefined;
-        });
-      }
-      const destination = destinationFor(scenario.placement, computes, source);
-      ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
-      linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
-      const { result, interrupted } = await runIteration(
-        { lab, pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: { progress: ev.progress }, hooks: opts.iterationHooks },
-        slot,
-        { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) },
+    if (isDrain(scenario.placement)) {
+      // each drain's link: its cell's conditions, on every port its guests migrate on
+      const ports = [MIGRATION_PORT, NBD_PORT, ...Array.from({ length: scenario.guests }, (_, i) => Object.values(drainPorts(i))).flat()];
+      results.drains = [];
+      const drains = results.drains;
+      const { interrupted } = await runDrains(
+        {
+          lab,
+          scenario,
+          builds,
+          drivers,
+          slots,
+          // no progress bars: several migrations run at once
+          iteration: { pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: {}, hooks: opts.iterationHooks },
+          step,
+          iterationStart: ev.iterationStart,
+          iterationEnd: async (r) => {
+            results.iterations.push(r);
+            await save();
+            ev.iterationEnd?.(r);
+          },
+          drainEnd: async (d) => {
+            drains.push(d);
+            await save();
+          },
+          applyLink: async (cell) => void (linkKey = await applyLink(lab, cell.settings.link, linkKey, step, ports)),
+        },
+        cells,
       );
-      results.iterations.push(result);
-      await save();
-      ev.iterationEnd?.(result);
       if (interrupted) throw interruptedError();
+    } else {
+      for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
+      const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
+      step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
+      const tBoot = performance.now();
+      // allSettled: when one guest fails to boot, the others are still fully started (and then destroyed).
+      const boots = await Promise.allSettled([...slots.values()].map(async (g) => (g.current = await g.driver.launch(g.spec, first, { signal: opts.signal }))));
+      const bootFailure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
+      if (bootFailure) throw bootFailure.reason;
+      step(`guests up in ${((performance.now() - tBoot) / 1000).toFixed(1)} s`);
+
+      const order = plan(scenario);
+      for (const [index, { cell, repetition }] of order.entries()) {
+        if (opts.signal?.aborted) throw interruptedError();
+        const slot = slots.get(slotKey(cell))!;
+        const source = slot.current?.node ?? first;
+        let replaced: string | undefined;
+        if (slot.broken && !slot.unreplaceable) {
+          step(`replacing ${slot.name} with a fresh boot on ${source.name}: ${slot.broken}`);
+          replaced = await slot.replace(source, { signal: opts.signal }).catch((e) => {
+            if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+            step(`could not replace ${slot.name}: ${(e as Error).message}`);
+            return undefined;
+          });
+        }
+        const destination = destinationFor(scenario.placement, computes, source);
+        ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
+        linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
+        const { result, interrupted } = await runIteration(
+          { lab, pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: { progress: ev.progress }, hooks: opts.iterationHooks },
+          slot,
+          { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) },
+        );
+        results.iterations.push(result);
+        await save();
+        ev.iterationEnd?.(result);
+        if (interrupted) throw interruptedError();
+      }
     }
   } catch (e) {
     if (e instanceof MigralabError && e.code === 'INTERRUPTED') results.interrupted = true;
@@ -234,6 +287,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     await lab.ledger.forget((r) => r === user);
     results.finishedAt = new Date().toISOString();
     results.summary = summarize(results.iterations, scenario.strategies);
+    if (results.drains) results.summary.drains = summarizeDrains(results.drains);
     await save().catch((e) => step(`could not write ${resultsFile}: ${(e as Error).message}`));
     if (!lab.alreadyUp && !opts.keepLab) {
       step(`taking lab ${lab.plan.lab} down (this run raised it)`);
@@ -282,13 +336,13 @@ function guestSlots(cells: readonly Cell[], s: Scenario, lab: StartedLab, builds
 }
 
 /** Applies a cell's link conditions on every compute node's uplink when they differ from what is in effect. */
-async function applyLink(lab: StartedLab, l: Settings['link'], current: string | undefined, step: (m: string) => void): Promise<string> {
+async function applyLink(lab: StartedLab, l: Settings['link'], current: string | undefined, step: (m: string) => void, ports: readonly number[] = [MIGRATION_PORT, NBD_PORT]): Promise<string> {
   const key = JSON.stringify(l);
   if (key === current) return key;
   const nodes = lab.computes.map((n) => n.transport);
   // apply replaces whatever it applied before; only a return to no conditions needs a clear
   if (l.rate !== null || l.lossPct > 0 || l.delayMs > 0) {
-    await applyLinkConditions(nodes, { rateBitsPerSec: l.rate ?? undefined, lossPct: l.lossPct || undefined, delayMs: l.delayMs || undefined }, { ports: [MIGRATION_PORT, NBD_PORT] });
+    await applyLinkConditions(nodes, { rateBitsPerSec: l.rate ?? undefined, lossPct: l.lossPct || undefined, delayMs: l.delayMs || undefined }, { ports: [...ports] });
     step(`link on the migration path: ${describeLink(l)}`);
   } else if (current !== undefined) await clearLinkConditions(nodes);
   return key;

@@ -108,6 +108,7 @@ export class QemuDriver implements MigrationDriver {
         steps,
         disks: destLaunch.disks,
         destAddress: destination.address,
+        ...(guest.ports ? { ports: guest.ports } : {}),
         options,
         events,
         prepareStartedAt: tPrep,
@@ -272,6 +273,8 @@ export interface QmpMigration {
   /** The destination's disks (block: exported and mirrored into). */
   disks: readonly DiskSpec[];
   destAddress: string;
+  /** The destination's listening ports (default MIGRATION_PORT and NBD_PORT; concurrent migrations to one node each have their own). */
+  ports?: { migration: number; nbd: number };
   options: MigrateOptions;
   events: MigrationEvents;
   /** performance.now() when preparing the destination began (prepareMs counts from there). */
@@ -297,6 +300,8 @@ export interface QmpMigration {
 export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures> {
   const { source: sq, dest: dq, steps, disks, options, events } = m;
   const destAddr = m.destAddress;
+  const migrationPort = m.ports?.migration ?? MIGRATION_PORT;
+  const nbdPort = m.ports?.nbd ?? NBD_PORT;
   let copyStarted = false;
   let t0: number | undefined;
   const deadline = performance.now() + options.timeoutMs;
@@ -315,8 +320,8 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
       await dq.execute('migrate-set-capabilities', { capabilities: caps.filter((c) => c.capability !== 'auto-converge') });
       if (params['multifd-channels'] !== undefined) await dq.execute('migrate-set-parameters', { 'multifd-channels': params['multifd-channels'] });
       if (tls) await dq.execute('migrate-set-parameters', { 'tls-creds': tls.server });
-      await dq.execute('migrate-incoming', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` });
-      await steps.exportDisks(dq, destAddr, NBD_PORT, disks, tls);
+      await dq.execute('migrate-incoming', { uri: `tcp:${destAddr}:${migrationPort}` });
+      await steps.exportDisks(dq, destAddr, nbdPort, disks, tls);
       await sq.execute('migrate-set-capabilities', { capabilities: caps });
       if (Object.keys(params).length) await sq.execute('migrate-set-parameters', params);
       // Set either way: a source that arrived by a TLS migration still has that migration's credentials set, cleared when this one has none.
@@ -337,10 +342,10 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
       const since = () => performance.now() - t0!;
 
       if (steps.strategy === 'block') {
-        events.request?.(`QMP blockdev-mirror of ${disks.map((d) => d.nodeName).join(', ')} to nbd://${destAddr}:${NBD_PORT} (copy-mode ${options.copyMode}), on the source`);
+        events.request?.(`QMP blockdev-mirror of ${disks.map((d) => d.nodeName).join(', ')} to nbd://${destAddr}:${nbdPort} (copy-mode ${options.copyMode}), on the source`);
         events.phase?.('mirror', 0);
         copyStarted = true;
-        await steps.copy(sq, destAddr, NBD_PORT, disks, options.copyMode, {
+        await steps.copy(sq, destAddr, nbdPort, disks, options.copyMode, {
           since,
           check,
           sleep,
@@ -368,9 +373,9 @@ export async function migrateOverQmp(m: QmpMigration): Promise<MigrationFigures>
         () => {},
       );
       marks.ramStart = since();
-      events.request?.(`QMP migrate {"uri": "tcp:${destAddr}:${MIGRATION_PORT}"}, on the source`);
+      events.request?.(`QMP migrate {"uri": "tcp:${destAddr}:${migrationPort}"}, on the source`);
       events.phase?.('ram', marks.ramStart);
-      await sq.execute('migrate', { uri: `tcp:${destAddr}:${MIGRATION_PORT}` }, { timeoutMs: LONG_QMP_MS });
+      await sq.execute('migrate', { uri: `tcp:${destAddr}:${migrationPort}` }, { timeoutMs: LONG_QMP_MS });
       let near = false;
       for (;;) {
         if (finalStatus) break;

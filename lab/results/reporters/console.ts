@@ -1,9 +1,10 @@
 import cliProgress from 'cli-progress';
 import { formatBytes } from '../../config/size.ts';
 import { summarize } from '../cells.ts';
+import { summarizeDrains } from '../drains.ts';
 import { consoleStyle, formatNumber, formatPercent, integrityText } from '../format.ts';
 import type { MetricUnit } from '../metrics.ts';
-import type { IterationResult, Results, StrategySummary } from '../schema.ts';
+import type { DrainSummary, IterationResult, Results, StrategySummary } from '../schema.ts';
 import type { Reporter } from './reporter.ts';
 
 type Out = (line: string) => void;
@@ -37,8 +38,11 @@ export function consoleReporter(opts: ConsoleOptions): Reporter & { close(): voi
     },
     iterationStart(it) {
       lastPhase = undefined;
-      const head = `[${it.index + 1}/${it.total}] ${it.cell} #${it.repetition}: ${it.source} -> ${it.destination}`;
-      if (opts.tty) {
+      const head = `[${it.index + 1}/${it.total}] ${it.cell} #${it.repetition}: ${it.guest ? `${it.guest} ` : ''}${it.source} -> ${it.destination}`;
+      // a drain's migrations run several at once: lines, no bars
+      if (it.guest) {
+        if (!opts.quiet) out(head);
+      } else if (opts.tty) {
         bars = new cliProgress.MultiBar(
           { format: '  {phase} [{bar}] {percentage}% {value}/{total} MiB', hideCursor: true, clearOnComplete: false, stream: process.stderr },
           cliProgress.Presets.shades_classic,
@@ -61,7 +65,7 @@ export function consoleReporter(opts: ConsoleOptions): Reporter & { close(): voi
     },
     iterationEnd(r) {
       stopBars();
-      if (!opts.quiet) out(`  ${iterationLine(r)}`);
+      if (!opts.quiet) out(`  ${r.drain ? `${r.drain.guest}: ` : ''}${iterationLine(r)}`);
     },
     close: stopBars,
   };
@@ -156,6 +160,7 @@ export function summaryTable(results: Results): string {
   if (shown.length) lines.push('', ...shown.map((r) => ratioLine(r, r.group ? ` at ${r.group}` : '')));
   const axisLines = oneAxisRatios(s.strategies);
   if (axisLines.length) lines.push('', ...axisLines);
+  if (results.drains?.length) lines.push('', ...drainTable(results));
   const faulted = results.iterations.filter((i) => i.fault);
   if (faulted.length) {
     lines.push('', 'faults (expected end: met/runs, how they ended, median ms from the request to the failure being noticed):');
@@ -182,6 +187,33 @@ export function summaryTable(results: Results): string {
   if (sizing) lines.push(sizing);
   lines.push('median (min..max) over successful iterations');
   return lines.join('\n');
+}
+
+/** Drain time per strategy and concurrency (results.drains), and how it changes with N and between the strategies. */
+export function drainTable(results: Results): string[] {
+  const ds = summarizeDrains(results.drains ?? []);
+  if (!ds.length) return [];
+  const d0 = results.drains![0]!;
+  const manyDrivers = new Set(ds.map((d) => d.driver)).size > 1;
+  const mib = (d: DrainSummary['wireBytes']) => (d.median === undefined ? '-' : `${(d.median / 2 ** 20).toFixed(1)}`);
+  const rows: string[][] = [[`drain of ${d0.from}, ${d0.guests} guests`, 'ok/drains', 'drain time ms', 'worst ping gap ms', 'MiB sent']];
+  for (const d of ds) rows.push([`${d.strategy}${manyDrivers ? `, driver=${d.driver}` : ''}, concurrency=${d.concurrency}`, `${d.drains - d.failed}/${d.drains}`, cell(d.totalMs, 'ms'), cell(d.worstGapMs, 'ms'), mib(d.wireBytes)]);
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const out = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
+  out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const fr = (a?: number, b?: number) => (a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`);
+  const at = (strategy: string, driver: string, n: number) => ds.find((d) => d.strategy === strategy && d.driver === driver && d.concurrency === n)?.totalMs.median;
+  const ns = [...new Set(ds.map((d) => d.concurrency))];
+  for (const driver of [...new Set(ds.map((d) => d.driver))]) {
+    const where = manyDrivers ? ` (${driver})` : '';
+    const bs = ns.map((n) => `N=${n} ${fr(at('block', driver, n), at('shared', driver, n))}`).filter((x) => !x.endsWith(' -'));
+    if (bs.length) out.push(`drain time block/shared${where}: ${bs.join(', ')}`);
+    for (const strategy of [...new Set(ds.map((d) => d.strategy))]) {
+      const vs = ns.slice(1).map((n) => `N=${n} ${fr(at(strategy, driver, n), at(strategy, driver, ns[0]!))}`).filter((x) => !x.endsWith(' -'));
+      if (vs.length) out.push(`drain time against N=${ns[0]}, ${strategy}${where}: ${vs.join(', ')}`);
+    }
+  }
+  return out;
 }
 
 /**

@@ -20,6 +20,8 @@ export const csvColumns: ReadonlyArray<readonly [header: string, get: (i: Iterat
   ['index', (i) => i.index],
   ['strategy', (i) => i.strategy],
   ['cell', (i) => cellOf(i).label],
+  ['drain.id', (i) => i.drain?.id],
+  ['drain.guest', (i) => i.drain?.guest],
   ['repetition', (i) => i.repetition],
   ['source', (i) => i.source],
   ['destination', (i) => i.destination],

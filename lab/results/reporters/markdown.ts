@@ -5,6 +5,7 @@ import { blockMinusShared, cellOf, groups, hasAxes, statsOf, type Differences } 
 import { DASH, formatNumber, formatPercent, unitSuffix } from '../format.ts';
 import { harnessMetrics, metrics, phaseMetrics, pingCpuShare, statColumns, type MetricUnit } from '../metrics.ts';
 import { fileReporter } from './reporter.ts';
+import { summarizeDrains } from '../drains.ts';
 
 /**
  * Markdown summary for a CI job summary (`$GITHUB_STEP_SUMMARY`, GitHub-flavoured
@@ -100,6 +101,17 @@ export function toMarkdown(results: Results, checks: ThresholdCheck[] = []): str
       out.push(...warningLines(g.diffs));
     }
     if (sample) out.push(`Difference of medians; percentile bootstrap interval from ${sample.resamples} resamples (seed ${sample.seed}). Positive: block is higher.`, '');
+  }
+
+  // drains
+  if (results.drains?.length) {
+    const ds = summarizeDrains(results.drains);
+    const d0 = results.drains[0]!;
+    out.push('## Drains', '');
+    const f = (d: { median?: number }, k = 1) => (d.median === undefined ? DASH : formatNumber(d.median / k, 'ms'));
+    const rows = ds.map((d) => [`${d.strategy}${new Set(ds.map((x) => x.driver)).size > 1 ? `, driver=${d.driver}` : ''}`, String(d.concurrency), `${d.drains - d.failed}/${d.drains}`, f(d.totalMs), f(d.worstGapMs), d.wireBytes.median === undefined ? DASH : (d.wireBytes.median / 2 ** 20).toFixed(1)]);
+    out.push(...table(['strategy', 'concurrency', 'ok/drains', 'drain time (ms)', 'worst ping gap (ms)', 'MiB sent'], rows, ['l', 'r', 'r', 'r', 'r', 'r']), '');
+    out.push(`${d0.guests} guests leave ${mdText(d0.from)}, N at a time. Medians over the drains whose every migration succeeded. Drain time: from the first migration's request to the last one's end.`, '');
   }
 
   // phases

@@ -116,7 +116,7 @@ describe('compareResults', () => {
     const c = compareResults(b, cur, { tolerancePct: 10 });
     expect(c.warnings).toEqual([
       'scenario differs: baseline a, current b',
-      'scenario settings differ: topology, drivers, placement, guest, ping, link, workload, tunables, mirror, hypervisor, security, verify, axes, stallSeconds, faults',
+      'scenario settings differ: topology, drivers, placement, guests, concurrency, guest, ping, link, workload, tunables, mirror, hypervisor, security, verify, axes, stallSeconds, faults',
       'block: 1/4 iterations failed in the current run (baseline 0/4)',
     ]);
     expect(c.cells).toEqual([{ cell: 'block', strategy: 'block', baseline: { iterations: 4, failed: 0 }, current: { iterations: 4, failed: 1 } }]);

@@ -10,6 +10,7 @@ import { fileReporter } from '../reporter.ts';
 import { esc, jsonForScript, scriptText } from './escape.ts';
 import { environmentBlock, expectedEndsBlock, iterationTable, overviewTable, statusBadge, summaryTable, thresholdsBlock } from './tables.ts';
 import { largestGap, reportData, type ReportData, type ReportRun } from './view.ts';
+import { drainsBlock } from './drains.ts';
 
 /**
  * The HTML report: one self-contained file that opens offline. Tables (summary
@@ -108,6 +109,7 @@ ${r.interrupted ? '<p class="banner">This run was interrupted: the figures cover
 ${summaryTable(r, run.id)}
 ${thresholdsBlock(r)}
 ${expectedEndsBlock(r)}
+${drainsBlock(r)}
 <h3>Distributions</h3>
 <p class="fine">Every successful repetition is a dot (spread sideways by repetition number); the bar across each cell is its median.</p>
 <div class="grid dists">${distributionFigures(run)}</div>

@@ -45,7 +45,7 @@ describe('toCsv', () => {
     expect(rows).toHaveLength(r.iterations.length + 1);
     expect(rows[0]).toEqual(csvColumns.map(([h]) => h));
     expect(rows[0]).toEqual(expect.arrayContaining(['index', 'qemu.totalTimeMs', 'ping.medianGapMs', 'verified.answersPing', 'notes']));
-    for (const row of rows) expect(row).toHaveLength(41);
+    for (const row of rows) expect(row).toHaveLength(43);
     expect(csv.endsWith('\r\n')).toBe(true);
     expect(csv.replaceAll('\r\n', '').includes('\n')).toBe(false);
   });
