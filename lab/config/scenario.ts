@@ -258,6 +258,8 @@ export const scenarioSchema = z
       if (new Set(concurrency).size !== concurrency.length) ctx.addIssue({ code: 'custom', path: ['concurrency'], message: 'expected each value once' });
       if (s.faults.length) ctx.addIssue({ code: 'custom', path: ['faults'], message: 'expected no faults in a drain (faults are injected into one migration at a time)' });
       if (s.bootOn !== undefined) ctx.addIssue({ code: 'custom', path: ['bootOn'], message: 'expected no bootOn with a drain (the guests boot on the drained node)' });
+      if (s.security.tls !== 'none' || (s.axes['security.tls'] ?? []).some((v) => v !== 'none'))
+        ctx.addIssue({ code: 'custom', path: ['security', 'tls'], message: 'expected none in a drain (its migrations would set up their pre-shared keys on the drained node at the same time)' });
     } else {
       if (s.guests !== 1) ctx.addIssue({ code: 'custom', path: ['guests'], message: 'expected 1 unless placement is { drain: NODE } (one guest per strategy migrates back and forth)' });
       if (concurrency.some((n) => n !== 1)) ctx.addIssue({ code: 'custom', path: ['concurrency'], message: 'expected 1 unless placement is { drain: NODE }' });

@@ -204,6 +204,23 @@ export class SshNode implements NodeTransport {
     return this.target.sudo ? `sudo -n ${shellJoin(argv)}` : shellJoin(argv);
   }
 
+  /** Why `sudo -n true` fails for the login user (its message, in English), or undefined when it works; asked without the sudo prefix. */
+  async sudoRefusal(): Promise<string | undefined> {
+    const ch = await this.channel('LC_ALL=C sudo -n true');
+    const err: Buffer[] = [];
+    ch.stderr.on('data', (b: Buffer) => err.push(b));
+    ch.on('data', () => {});
+    const code = await new Promise<number>((resolve) => {
+      let c = -1;
+      ch.on('exit', (x: number | null) => (c = x ?? -1));
+      ch.on('close', () => resolve(c));
+      ch.end();
+    });
+    if (code === 0) return undefined;
+    const text = Buffer.concat(err).toString('utf8').trim().split('\n').pop() ?? '';
+    return code === 127 && !text.includes('sudo:') ? 'sudo is not installed' : text || `exit ${code}`;
+  }
+
   private async channel(command: string): Promise<ClientChannel> {
     const c = await this.connection();
     return new Promise((resolve, reject) =>

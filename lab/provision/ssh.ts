@@ -143,10 +143,10 @@ const HOST_PROGRAMS: Record<string, string> = { 'qemu-system-x86_64': 'qemu-syst
 
 async function planHost(t: Topology, plan: LabPlan, n: NodePlan, node: SshNode, imageFiles: { kernel: string; initrd: string }, opts: PlanOptions = {}): Promise<HostPlan> {
   const r = remotePaths(t, n.name);
-  const uid = (await node.run(['id', '-u'])).stdout.trim();
-  if (uid !== '0') {
-    const sudo = await node.run(['true'], { check: false });
-    if (sudo.exitCode !== 0) throw new MigralabError('PREREQ', `${n.name}: ${n.ssh!.user} is not root and has no password-less sudo: migralab needs root there`);
+  // A login that is not root must sudo without a password: asked once, before anything else runs through sudo.
+  if (n.ssh!.user !== 'root') {
+    const why = await node.sudoRefusal();
+    if (why !== undefined) throw new MigralabError('PREREQ', `${n.name}: ${n.ssh!.user} is not root and sudo -n refuses (${why}): migralab needs root or password-less sudo there`);
   }
   const hp: HostPlan = { node: n.name, login: `${n.ssh!.user}@${n.ssh!.host}:${n.ssh!.port}`, changes: [], missing: [], notes: [] };
   for (const [p, pkg] of Object.entries(HOST_PROGRAMS)) if (!(await program(node, p))) hp.missing.push({ program: p, pkg });
@@ -313,7 +313,8 @@ async function applyHost(t: Topology, node: SshNode, hp: HostPlan, progress: Pro
     // recorded before it is made: down reverts what was half done
     const entry: HostChange = { ...c };
     if (entry.kind === 'file' && entry.existed) {
-      entry.backup = join(r.backups, entry.path.replace(/\//g, '%'));
+      // one backup per change: a file changed again (an appended plan after one that died halfway) keeps its first backup
+      entry.backup = join(r.backups, `${entry.path.replace(/\//g, '%')}.${ledger.changes.length}`);
       await node.writeFile(entry.backup, entry.before, { mode: 0o600 });
     }
     ledger.changes.push(entry);

@@ -103,7 +103,9 @@ export async function runDrains(ctx: DrainContext, cells: readonly Cell[]): Prom
     const base0 = index;
     index += guests.length;
     let interrupted = false;
-    await Promise.all(
+    // allSettled: one guest's failure (a results file that cannot be written, say) must not end
+    // the drain while the others still migrate; it is thrown once all of them are done
+    const settled = await Promise.allSettled(
       guests.map(async (slot, i) => {
         const it = base0 + i;
         let held = false;
@@ -139,6 +141,8 @@ export async function runDrains(ctx: DrainContext, cells: readonly Cell[]): Prom
         }
       }),
     );
+    const thrown = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (thrown) throw thrown.reason;
     const tx1 = await from.txBytes();
     const wallMs = performance.now() - t0;
     const done = results.filter((r): r is IterationResult => r !== undefined);

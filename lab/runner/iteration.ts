@@ -151,6 +151,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     await ctx.beforeMigrate?.();
     const tx0 = await source.txBytes();
     const cpu0 = process.cpuUsage();
+    let tx1: number | null = null;
+    let cpu: NodeJS.CpuUsage | undefined;
     ctx.onMigrate?.('start');
     try {
       outcome = await slot.driver.migrate(
@@ -168,16 +170,19 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
         slot.current = e.landed;
       }
     } finally {
+      // the migration's own cost, read before a drain hands its turn to the next migration
+      cpu = process.cpuUsage(cpu0);
+      if (outcome) tx1 = await source.txBytes().catch(() => null);
       ctx.onMigrate?.('end');
     }
     // The link back up, the NFS server serving again: then the guest is checked wherever it is.
     await fault?.restore();
-    const cpu = process.cpuUsage(cpu0);
-    obs.harnessCpuMs = (cpu.user + cpu.system) / 1000;
+    // the harness's CPU is the process's: with other migrations at once it is theirs too
+    if (ctx.concurrentFromSource) obs.harnessCpuMs = null;
+    else obs.harnessCpuMs = (cpu.user + cpu.system) / 1000;
     if (outcome) {
-      const tx1 = await source.txBytes();
       obs.figures = outcome.figures;
-      if (ctx.concurrentFromSource) obs.notes.push(`link.wireBytes not measured for this migration alone: ${ctx.concurrentFromSource}; the drain's wireBytes counts them together`);
+      if (ctx.concurrentFromSource) obs.notes.push(`link.wireBytes and harness.cpuMs not measured for this migration alone: ${ctx.concurrentFromSource}; the drain's wireBytes counts them together`);
       else if (tx0 !== null && tx1 !== null) obs.wireBytes = tx1 - tx0;
       const after = outcome.instance;
       slot.current = after;

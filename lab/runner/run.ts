@@ -5,7 +5,7 @@
  * written after every iteration, so an interrupted run keeps what it measured.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve, join } from 'node:path';
 import { destinationFor, isDrain, loadScenario, type Scenario, type Strategy, type DriverName } from '../config/scenario.ts';
 import { loadTopology } from '../config/topology.ts';
@@ -182,7 +182,15 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     startedAt: new Date().toISOString(),
     iterations: [],
   };
-  const save = () => writeFile(resultsFile, JSON.stringify(results, null, 2) + '\n');
+  // One write at a time, each whole (a temporary file renamed): a drain's iterations end at once.
+  let saving: Promise<void> = Promise.resolve();
+  const save = () =>
+    (saving = saving
+      .catch(() => {})
+      .then(async () => {
+        await writeFile(`${resultsFile}.tmp`, JSON.stringify(results, null, 2) + '\n');
+        await rename(`${resultsFile}.tmp`, resultsFile);
+      }));
 
   const slots = new Map<string, GuestSlot>();
   const computes = lab.computes;

@@ -65,7 +65,8 @@ describe('four nodes, round robin', () => {
         expect(d.migrations.find((m) => m.guest === i.drain!.guest)!.maxGapMs).toBe(i.ping.maxGapMs);
         // another migration left compute1 at the same time: its bytes are not this one's alone
         expect(i.link!.wireBytes).toBeNull();
-        expect(i.notes.join(' ')).toMatch(/link\.wireBytes not measured for this migration alone/);
+        expect(i.harness!.cpuMs).toBeNull();
+        expect(i.notes.join(' ')).toMatch(/link\.wireBytes and harness\.cpuMs not measured for this migration alone/);
       }
     }
     expect(res.summary!.drains!.map((s) => [s.strategy, s.concurrency, s.drains, s.failed])).toEqual([['block', 2, 1, 0], ['shared', 2, 1, 0]]);

@@ -93,7 +93,7 @@ describe('the ssh provider on real sshd hosts', () => {
 
   it.each([
     ['a host that does not answer', (t: string) => t.replace('address: 10.79.0.12', 'address: 10.79.0.13').replace('name: mlssh', 'name: mlgone'), /cannot connect to compute1 \(root@10\.79\.0\.13:22\): .*nothing answered there/, 'mlgone', 4],
-    ['a user who is not root and may not sudo', (t: string) => t.replace('user: root', 'user: migralab-nosudo').replace('name: mlssh', 'name: mlnosudo'), /controller: migralab-nosudo is not root and sudo asks for a password: migralab needs root or password-less sudo there/, 'mlnosudo', 3],
+    ['a user who is not root and may not sudo', (t: string) => t.replace('user: root', 'user: migralab-nosudo').replace('name: mlssh', 'name: mlnosudo'), /controller: migralab-nosudo is not root and sudo -n refuses \(sudo: a password is required\): migralab needs root or password-less sudo there/, 'mlnosudo', 3],
     ['a key the hosts do not accept', (t: string) => t.replace(join(hostsDir, 'ssh/id_ed25519'), join(scratch, 'other_ed25519')).replace('name: mlssh', 'name: mlkey'), /controller \(root@10\.79\.0\.11:22\): authentication failed \(key \S+other_ed25519\)/, 'mlkey', 3],
   ] as const)('%s: a clear error naming the host, an exit code, nothing applied', async (_what, edit, message, lab, exitCode) => {
     if (!existsSync(join(scratch, 'other_ed25519'))) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(scratch, 'other_ed25519')]);

@@ -76,9 +76,17 @@ export function confWithSettings(text: string, settings: Record<string, string>,
     if (m && !set.has(m[1]!)) set.set(m[1]!, m[2]!);
   }
   if (Object.entries(settings).every(([k, v]) => set.get(k) === v)) return text;
+  // a list value may run over several lines ("cgroup_controllers = [ ...," to "... ]"): all of them go
+  let open = false;
   const kept = lines.map((l) => {
+    if (open) {
+      open = !l.includes(']');
+      return `# migralab: ${l}`;
+    }
     const m = active(l);
-    return m && m[1]! in settings ? `# migralab: ${l}` : l;
+    if (!m || !(m[1]! in settings)) return l;
+    open = m[2]!.startsWith('[') && !m[2]!.includes(']');
+    return `# migralab: ${l}`;
   });
   return `${[...kept, mark, ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`)].join('\n')}\n`;
 }

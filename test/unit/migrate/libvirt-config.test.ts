@@ -25,6 +25,9 @@ describe('libvirt configuration of a lab node', () => {
     expect(after.split('\n')).toEqual(['# libvirtd.conf', '#listen_tls = 0', '# migralab: listen_tls = 1', 'max_clients = 5000', '# migralab lab1', 'listen_tls = 0', 'listen_tcp = 1', 'auth_tcp = "none"', 'listen_addr = "10.79.0.11"', '']);
     // applied again: the first active occurrence of every key already has its value
     expect(confWithSettings(after, libvirtdSettings('10.79.0.11'), '# migralab lab1')).toBe(after);
+    // a list over several lines is commented out whole
+    const multi = confWithSettings('cgroup_controllers = [ "cpu",\n  "memory" ]\nuser = "qemu"\n', { cgroup_controllers: '[ ]' }, '# m');
+    expect(multi.split('\n')).toEqual(['# migralab: cgroup_controllers = [ "cpu",', '# migralab:   "memory" ]', 'user = "qemu"', '# m', 'cgroup_controllers = [ ]', '']);
     // a missing file becomes the settings alone
     expect(confWithSettings('', { listen_tcp: '1' }, '# m')).toBe('# m\nlisten_tcp = 1\n');
   });
