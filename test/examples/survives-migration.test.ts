@@ -9,7 +9,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { startLab } from '../../lab/api.ts';
+import { startLab, MigralabError } from '../../lab/api.ts';
 
 /** Linux's minimum TCP retransmission timeout: a segment lost in the switchover is resent after it at the earliest. */
 const TCP_RTO_MIN_MS = 200;
@@ -21,6 +21,9 @@ describe('a TCP service in the guest survives live migration', () => {
       const echo = join(dir, 'echo.sh');
       writeFileSync(echo, '#!/bin/sh\n# a persistent echo service on port 7000\nexec nc -ll -p 7000 -e /bin/cat\n');
       await using lab = await startLab({ topology: 'test/fixtures/test.lab.yaml' });
+      // errors are the typed ones the CLI maps to exit codes
+      await expect(lab.boot({ on: 'compute7' })).rejects.toSatisfy((e) => e instanceof MigralabError && e.code === 'USAGE' && /has no compute node compute7/.test(e.message));
+      await expect(lab.boot({ memory: 'lots' })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/memory: expected a size like 128MiB, got "lots"/) });
       for (const strategy of ['block', 'shared'] as const) {
         const vm = await lab.boot({ strategy });
         await vm.copyIn(echo, '/tmp/echo.sh', { mode: 0o755 });
@@ -30,8 +33,13 @@ describe('a TCP service in the guest survives live migration', () => {
         expect(readFileSync(join(dir, `back-${strategy}.sh`), 'utf8')).toBe(readFileSync(echo, 'utf8'));
         const from = vm.node;
         const tcp = await lab.tcpProbe(vm, { port: 7000, intervalMs: 5 });
+        // an observer of the test's own, beside the one migrate runs
+        const ping = lab.ping(vm, { intervalMs: 10 });
         const r = await lab.migrate(vm);
         const t = await tcp.stop();
+        const p = await ping.stop();
+        expect(p.summary.received).toBeGreaterThan(10);
+        expect(p.summary.maxGapMs).toBeGreaterThan(0);
         expect(r.ok, r.error ?? '').toBe(true);
         expect(r.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, ramIntact: true, answersPing: true });
         expect(vm.node).not.toBe(from);
