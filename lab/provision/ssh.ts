@@ -25,7 +25,7 @@ import { SshNode, shellJoin } from '../exec/ssh.ts';
 import type { NodeTransport } from '../exec/transport.ts';
 import { buildGuestImage } from '../image/build.ts';
 import { ganeshaConfig, rpcbindArgv, rpcbindListeners } from '../nfs/ganesha.ts';
-import { confWithSettings, LIBVIRT_TCP_PORT, libvirtdSettings, qemuSettings } from '../migrate/libvirt/config.ts';
+import { confWithSettings, domainMark, LIBVIRT_TCP_PORT, libvirtdSettings, qemuSettings } from '../migrate/libvirt/config.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { waitFor } from '../time/wait.ts';
 import { knownIssues, type Environment } from './environment.ts';
@@ -338,6 +338,20 @@ async function applyHost(t: Topology, node: SshNode, hp: HostPlan, progress: Pro
   await save();
 }
 
+/** Destroys the running domains whose description marks them as this lab's (domainMark); returns them as name@node. */
+async function destroyLabDomains(lab: string, node: SshNode): Promise<string[]> {
+  const virsh = ['virsh', '-c', 'qemu:///system'];
+  const names = (await node.run([...virsh, 'list', '--name'], { check: false, timeoutMs: 10_000 })).stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const out: string[] = [];
+  for (const name of names) {
+    const desc = (await node.run([...virsh, 'desc', name], { check: false, timeoutMs: 10_000 })).stdout.trim();
+    if (desc !== domainMark(lab)) continue;
+    await node.run([...virsh, 'destroy', name], { check: false, timeoutMs: 30_000 });
+    out.push(`${name}@${node.name}`);
+  }
+  return out;
+}
+
 /** Reverts a host's ledger, newest first; returns what it had to kill. */
 async function revertHost(t: Topology, node: SshNode, progress: Progress): Promise<string[]> {
   const r = remotePaths(t, node.name);
@@ -348,6 +362,8 @@ async function revertHost(t: Topology, node: SshNode, progress: Progress): Promi
     try {
       if (c.kind === 'service' && c.pid !== undefined) {
         const p = node.process(c.pid, c.startTime);
+        // the lab's guests under this libvirtd (a run that died left them): destroyed first, or their QEMUs outlive it
+        if (c.name === 'libvirtd' && (await p.alive())) killed.push(...(await destroyLabDomains(t.name, node)));
         if (await p.alive()) {
           await p.signal('SIGTERM');
           const gone = await waitFor(`${c.name} to exit`, async () => !(await p.alive()), { timeoutMs: 2000, intervalMs: 50 }).then(() => true, () => false);

@@ -210,6 +210,32 @@ describe('the ssh provider on real sshd hosts', () => {
     expect(await strangers()).toEqual([]);
   }, 300_000);
 
+  it('a libvirt run killed mid-run: down destroys its domains on the hosts, stops the libvirtds and reverts every file', async () => {
+    const run = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/libvirt.yaml', '--topology', SUDO, '--results-dir', join(scratch, 'killed')], { reject: false });
+    let seen = '';
+    await new Promise<void>((resolve, reject) => {
+      const look = (b: Buffer) => {
+        seen += String(b);
+        if (/guests up in/.test(seen)) resolve();
+      };
+      run.stdout!.on('data', look);
+      run.stderr!.on('data', look);
+      void run.then(() => reject(new Error(`the run ended before its guests were up: ${seen}`)));
+    });
+    process.kill(run.pid!, 'SIGKILL');
+    await run;
+    // the guests' QEMUs (libvirt's) and the libvirtds still run on the hosts
+    expect((await strangers()).join(' ')).toMatch(/qemu-system-x86.*libvirtd|libvirtd.*qemu-system-x86/);
+    const d = await cli(['down', SUDO]);
+    expect(d.exitCode, d.all).toBe(0);
+    expect(d.all).toMatch(/had to kill .*block-vm@(controller|compute1)/);
+    expect(await strangers()).toEqual([]);
+    expect(hostFiles.map(md5)).toEqual(before);
+    expect(readFileSync(userConf, 'utf8')).toBe(USER_CONF);
+    expect(libvirtUppers.map(listing)).toEqual([['libvirtd.conf'], []]);
+    expect(existsSync('/var/lib/migralab-test/mlsudo.ledger.json')).toBe(false);
+  }, 180_000);
+
   it('a connection killed mid-migration: that iteration fails saying so, the guest is where the hypervisor says, and down still reverts', async () => {
     const dir = join(scratch, 'drop');
     const scenario = join(scratch, 'drop.yaml');

@@ -93,8 +93,13 @@ export function confWithSettings(text: string, settings: Record<string, string>,
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 
+/** The description of every domain a lab starts: what down looks for on a host whose libvirtd it stops. */
+export const domainMark = (lab: string) => `migralab lab ${lab}`;
+
 export interface DomainSpec {
   name: string;
+  /** The lab that runs it (its description, domainMark). */
+  lab: string;
   uuid: string;
   memoryBytes: number;
   accelerator: 'kvm' | 'tcg';
@@ -135,6 +140,7 @@ export function domainXml(d: DomainSpec): string {
   const kib = Math.floor(d.memoryBytes / 1024);
   return `<domain type='${d.accelerator === 'kvm' ? 'kvm' : 'qemu'}'>
   <name>${esc(d.name)}</name>
+  <description>${esc(domainMark(d.lab))}</description>
   <uuid>${d.uuid}</uuid>
   <memory unit='KiB'>${kib}</memory>
   <currentMemory unit='KiB'>${kib}</currentMemory>

@@ -96,6 +96,7 @@ export class LibvirtDriver implements MigrationDriver {
     const files = runFiles(node.plan.dir, guest.name);
     return domainXml({
       name: guest.name,
+      lab: this.lab.plan.lab,
       uuid: guest.uuid,
       memoryBytes: guest.memoryBytes,
       accelerator: guest.accelerator,

@@ -43,6 +43,7 @@ describe('libvirt configuration of a lab node', () => {
 describe('domain XML', () => {
   const xml = domainXml({
     name: 'block-vm',
+    lab: 'mltest',
     uuid: '6d0e8a4e-1f6c-4b54-9d8e-0e3e7d1c2b3a',
     memoryBytes: 256 * 2 ** 20,
     accelerator: 'tcg',
@@ -63,6 +64,8 @@ describe('domain XML', () => {
 
   it('is well-formed and has the qemu driver\'s devices: data disk, config drive, virtio-net with the fixed MAC on a tap, two serial ports', () => {
     expect(dom['@type']).toBe('qemu');
+    // what down looks for to destroy the lab's domains on a host whose libvirtd it stops
+    expect(dom.description).toBe('migralab lab mltest');
     expect(dom.memory['#text']).toBe(262144);
     expect(dom.os.cmdline).toBe('console=ttyS0 quiet & more');
     const disks = dom.devices.disk;
