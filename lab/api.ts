@@ -63,6 +63,10 @@ export interface BootOptions {
 export interface MigrateOptions {
   /** The destination node (default: the other of the first two compute nodes). */
   to?: string;
+  /** Checked against the guest's: its disk's place was chosen when it booted (block: local, shared: on NFS). */
+  strategy?: Strategy;
+  /** Checked against the guest's: the driver that booted it migrates it. */
+  driver?: DriverName;
   tunables?: Partial<Settings['tunables']>;
   /** ms between the observer's pings during the migration (default 10). */
   pingIntervalMs?: number;
@@ -203,6 +207,9 @@ export class Lab implements AsyncDisposable {
     const [a, b] = this.started.computes;
     const destination = this.node(o.to, source.name === a!.name ? b! : a!);
     if (destination.name === source.name) throw new MigralabError('USAGE', `guest ${g.name} already runs on ${source.name}`);
+    if (o.strategy !== undefined && o.strategy !== g.strategy)
+      throw new MigralabError('USAGE', `guest ${g.name} was booted for ${g.strategy === 'shared' ? 'shared storage (its disk is on the NFS export)' : 'block migration (its disk is local to its node)'}: boot one with strategy ${o.strategy} to migrate that way`);
+    if (o.driver !== undefined && o.driver !== g.driverName) throw new MigralabError('USAGE', `guest ${g.name} runs under the ${g.driverName} driver: boot one with driver ${o.driver} to migrate through it`);
     const scenario = scenarioSchema.parse({ name: 'api', strategies: [g.strategy], drivers: [g.driverName], repetitions: 1, ...(o.tunables ? { tunables: o.tunables } : {}) });
     const cell = expandCells(scenario)[0]!;
     const index = this.next++;

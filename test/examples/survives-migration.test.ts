@@ -35,7 +35,9 @@ describe('a TCP service in the guest survives live migration', () => {
         const tcp = await lab.tcpProbe(vm, { port: 7000, intervalMs: 5 });
         // an observer of the test's own, beside the one migrate runs
         const ping = lab.ping(vm, { intervalMs: 10 });
-        const r = await lab.migrate(vm);
+        // a guest migrates the way it was booted for
+        await expect(lab.migrate(vm, { strategy: strategy === 'block' ? 'shared' : 'block' })).rejects.toMatchObject({ code: 'USAGE' });
+        const r = await lab.migrate(vm, { strategy, driver: 'qemu' });
         const t = await tcp.stop();
         const p = await ping.stop();
         expect(p.summary.received).toBeGreaterThan(10);
