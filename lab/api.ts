@@ -13,6 +13,7 @@
  * proof), errors are the typed MigralabError the CLI maps to exit codes. Disposing the lab
  * destroys its guests and takes the lab down if startLab raised it.
  */
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { scenarioSchema, type DriverName, type Strategy } from './config/scenario.ts';
@@ -27,7 +28,7 @@ import { providerFor } from './provision/providers.ts';
 import type { LabNode, StartedLab } from './provision/provider.ts';
 import { resolveBuild, type QemuBuild } from './qemu/builds.ts';
 import type { IterationResult } from './results/schema.ts';
-import { GuestSlot, guestSpec } from './runner/guests.ts';
+import { GuestSlot, labGuestSpec } from './runner/guests.ts';
 import { runIteration } from './runner/iteration.ts';
 import { expandCells } from './runner/matrix.ts';
 import { TcpProbe, type TcpProbeResult } from './measure/tcp-probe.ts';
@@ -119,7 +120,7 @@ export class Guest {
     const CHUNK = 36 * 1024; // 48 KiB of base64 per command, under the channel's 64 KiB
     for (let off = 0; off < data.length; off += CHUNK) await check(`printf %s ${data.subarray(off, off + CHUNK).toString('base64')} | base64 -d >> ${shQuote(tmp)}`);
     await check(`chmod ${(opts.mode ?? 0o644).toString(8)} ${shQuote(tmp)} && mv ${shQuote(tmp)} ${shQuote(guestPath)}`);
-    const md5 = (await import('node:crypto')).createHash('md5').update(data).digest('hex');
+    const md5 = createHash('md5').update(data).digest('hex');
     const r = await sh.exec(`md5sum ${shQuote(guestPath)}`, { timeoutMs: 30_000 });
     if (!r.output.startsWith(md5)) throw new MigralabError('LAB', `guest ${this.name}: ${guestPath} does not read back as ${localFile} (md5 ${md5}, guest: ${r.output.trim()})`);
   }
@@ -176,17 +177,13 @@ export class Lab implements AsyncDisposable {
     const on = this.node(o.on, this.started.computes[0]!);
     this.build ??= await resolveBuild('system', this.started.plan.topology.paths.qemuCache, this.opts.progress);
     const i = this.index++;
-    const spec = guestSpec({
+    const spec = labGuestSpec(this.started, {
       name: `${strategy}-api${i + 1}`,
       strategy,
       index: i,
-      ip: this.started.plan.instanceAddress(i),
-      prefix: this.started.plan.prefix,
       memoryBytes: size('memory', o.memory, 128 * 2 ** 20),
       diskBytes: size('disk', o.disk, 64 * 2 ** 20),
       diskDataBytes: size('diskData', o.diskData, 16 * 2 ** 20),
-      accelerator: this.started.info.environment.accelerator,
-      image: this.started.info.image,
       build: this.build,
     });
     const slot = new GuestSlot(spec, await this.driver(driverName));

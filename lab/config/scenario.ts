@@ -52,8 +52,7 @@ export function drainDestinations<N extends { name: string }>(computes: readonly
 }
 
 /** The node a guest on `source` migrates to under `placement`, among the lab's compute nodes (in topology order). */
-export function destinationFor<N extends { name: string }>(placement: Placement, computes: readonly N[], source: N): N {
-  if (isDrain(placement)) return drainDestinations(computes, placement.drain, 1)[0]!;
+export function destinationFor<N extends { name: string }>(placement: Exclude<Placement, DrainPlacement>, computes: readonly N[], source: N): N {
   if (placement === 'round-robin') {
     const i = computes.findIndex((n) => n.name === source.name);
     return computes[(i + 1) % computes.length]!;

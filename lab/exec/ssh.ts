@@ -206,19 +206,10 @@ export class SshNode implements NodeTransport {
 
   /** Why `sudo -n true` fails for the login user (its message, in English), or undefined when it works; asked without the sudo prefix. */
   async sudoRefusal(): Promise<string | undefined> {
-    const ch = await this.channel('LC_ALL=C sudo -n true');
-    const err: Buffer[] = [];
-    ch.stderr.on('data', (b: Buffer) => err.push(b));
-    ch.on('data', () => {});
-    const code = await new Promise<number>((resolve) => {
-      let c = -1;
-      ch.on('exit', (x: number | null) => (c = x ?? -1));
-      ch.on('close', () => resolve(c));
-      ch.end();
-    });
-    if (code === 0) return undefined;
-    const text = Buffer.concat(err).toString('utf8').trim().split('\n').pop() ?? '';
-    return code === 127 && !text.includes('sudo:') ? 'sudo is not installed' : text || `exit ${code}`;
+    const r = await this.execChannel('LC_ALL=C sudo -n true', undefined, 30_000, 'sudo -n true');
+    if (r.exitCode === 0) return undefined;
+    const text = r.stderr.trim().split('\n').pop() ?? '';
+    return r.exitCode === 127 && !text.includes('sudo:') ? 'sudo is not installed' : text || `exit ${r.exitCode}`;
   }
 
   private async channel(command: string): Promise<ClientChannel> {
@@ -233,29 +224,31 @@ export class SshNode implements NodeTransport {
     // Commands without input go through a shell session kept open: an ssh session per command costs
     // the host's login shell start-up each time (seen: 150-250 ms with a busy ~/.bashrc).
     if (!opts.stdin && opts.input === undefined) return this.check(argv, await this.viaSession(command, opts.timeoutMs ?? 120_000), opts);
+    return this.check(argv, await this.execChannel(command, opts.stdin ?? opts.input, opts.timeoutMs ?? 120_000, argv.join(' ')), opts);
+  }
+
+  /** One command on its own exec channel: stdout, stderr, exit status (the connection dropping rejects). */
+  private async execChannel(command: string, input: Buffer | string | undefined, timeoutMs: number, what: string): Promise<RunResult> {
     const ch = await this.channel(command);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     ch.on('data', (b: Buffer) => out.push(b));
     ch.stderr.on('data', (b: Buffer) => err.push(b));
-    const timeoutMs = opts.timeoutMs ?? 120_000;
     const exitCode = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         ch.close();
-        reject(new MigralabError('LAB', `${this.name}: ${argv.join(' ')}: timed out after ${timeoutMs} ms`));
+        reject(new MigralabError('LAB', `${this.name}: ${what}: timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       let code: number | undefined;
       ch.on('exit', (c: number | null) => (code = c ?? -1));
       ch.on('close', () => {
         clearTimeout(timer);
-        if (code === undefined) reject(new MigralabError('LAB', `${this.name}: the ssh connection dropped while running ${argv.join(' ')}${this.dropped ? ` (${this.dropped})` : ''}`));
+        if (code === undefined) reject(new MigralabError('LAB', `${this.name}: the ssh connection dropped while running ${what}${this.dropped ? ` (${this.dropped})` : ''}`));
         else resolve(code);
       });
-      if (opts.stdin) ch.end(opts.stdin);
-      else if (opts.input !== undefined) ch.end(opts.input);
-      else ch.end();
+      ch.end(input);
     });
-    return this.check(argv, { stdout: Buffer.concat(out).toString('utf8').replace(/\n$/, ''), stderr: Buffer.concat(err).toString('utf8').replace(/\n$/, ''), exitCode }, opts);
+    return { stdout: Buffer.concat(out).toString('utf8').replace(/\n$/, ''), stderr: Buffer.concat(err).toString('utf8').replace(/\n$/, ''), exitCode };
   }
 
   private check(argv: readonly string[], result: RunResult, opts: RunOptions): RunResult {

@@ -8,7 +8,6 @@
 import { fileURLToPath } from 'node:url';
 import { MigralabError } from '../errors.ts';
 import type { NodeTransport, StreamingProcess } from '../exec/transport.ts';
-import { waitFor } from '../time/wait.ts';
 
 export interface TcpProbeResult {
   sent: number;
@@ -35,14 +34,24 @@ export class TcpProbe {
 
   static async start(observer: NodeTransport, host: string, port: number, intervalMs: number): Promise<TcpProbe> {
     const p = new TcpProbe(observer.stream([process.execPath, CLIENT, host, String(port), String(intervalMs)]));
-    let exited = false;
-    void p.proc.exited.then(() => (exited = true));
-    const state = await waitFor(`the TCP probe to connect to ${host}:${port}`, async () => (p.out.includes('connected\n') ? 'connected' : exited ? 'exited' : undefined), { timeoutMs: 10_000, intervalMs: 20 }).catch((e) => {
-      p.proc.kill('SIGKILL');
-      throw e;
+    // the client says "connected" once, or exits saying why it could not
+    const state = await new Promise<'connected' | 'exited' | 'timeout'>((resolve) => {
+      const timer = setTimeout(() => resolve('timeout'), 10_000);
+      const onData = () => {
+        if (p.out.includes('connected\n')) done('connected');
+      };
+      const done = (v: 'connected' | 'exited' | 'timeout') => {
+        clearTimeout(timer);
+        p.proc.stdout.off('data', onData);
+        resolve(v);
+      };
+      p.proc.stdout.on('data', onData);
+      void p.proc.exited.then(() => done('exited'));
+      onData();
     });
-    if (state === 'exited') throw new MigralabError('LAB', `the TCP probe could not connect to ${host}:${port}: ${p.out.trim() || 'it exited'}`);
-    return p;
+    if (state === 'connected') return p;
+    p.proc.kill('SIGKILL');
+    throw new MigralabError('LAB', `the TCP probe could not connect to ${host}:${port}: ${state === 'timeout' ? 'no connection within 10 s' : p.out.trim() || 'it exited'}`);
   }
 
   async stop(): Promise<TcpProbeResult> {

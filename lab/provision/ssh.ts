@@ -244,9 +244,15 @@ async function planLibvirt(t: Topology, n: NodePlan, node: SshNode, hp: HostPlan
     hp.notes.push(`libvirtd runs there under systemd (${active.join(', ')}): stopped while the lab is up, started again by down`);
   }
   // what libvirtd makes at start where the host has none (no libvirt-daemon-system): made by the plan, so down removes them
+  // (the host is read before any of them is made: a directory planned above is not planned again)
+  const planned = new Set<string>();
   for (const d of ['/etc/libvirt', '/etc/libvirt/secrets', '/etc/libvirt/nwfilter', '/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt', '/run/libvirt']) {
     const top = await firstMissing(node, d);
-    if (top) changes.push({ kind: 'mkdir', path: top }, ...(top !== d ? [{ kind: 'mkdir' as const, path: d }] : []));
+    for (const p of top ? [top, d] : [])
+      if (!planned.has(p)) {
+        planned.add(p);
+        changes.push({ kind: 'mkdir', path: p });
+      }
   }
   for (const [file, settings] of [
     ['/etc/libvirt/libvirtd.conf', { ...libvirtdSettings(n.address), auth_unix_ro: '"none"', auth_unix_rw: '"none"' }],
@@ -269,8 +275,8 @@ async function libvirtdEntry(t: Topology, node: SshNode): Promise<Extract<HostCh
 }
 
 /** libvirtd on a host answers on its socket and listens on the lab address; one that exits says why (its log's tail). */
-export async function waitLibvirtd(t: Topology, node: SshNode, address: string): Promise<void> {
-  const svc = await libvirtdEntry(t, node);
+export async function waitLibvirtd(t: Topology, node: SshNode, address: string, known?: Extract<HostChange, { kind: 'service' }>): Promise<void> {
+  const svc = known ?? (await libvirtdEntry(t, node));
   /** Why libvirtd is gone (its log's tail), or undefined while it runs. */
   const gone = async (): Promise<string | undefined> => {
     if (svc?.pid === undefined || (await node.process(svc.pid, svc.startTime).alive())) return undefined;
@@ -441,7 +447,7 @@ class SshLab implements StartedLab {
       if (svc) {
         if (svc.pid === undefined || !(await n.transport.process(svc.pid, svc.startTime).alive()))
           throw new MigralabError('LAB', `${n.name}: the libvirtd migralab started there is gone (see ${svc.logFile}): run migralab down, then up again`);
-        await waitLibvirtd(this.topology, n.transport, n.address);
+        await waitLibvirtd(this.topology, n.transport, n.address, svc);
         continue;
       }
       const hp: HostPlan = { node: n.name, login: `${n.plan.ssh!.user}@${n.plan.ssh!.host}:${n.plan.ssh!.port}`, changes: [], missing: [], notes: [] };

@@ -15,7 +15,7 @@ import { drainTotalMs, maxOverlap } from '../results/drains.ts';
 import type { DrainRecord, IterationResult } from '../results/schema.ts';
 import { MIGRATION_PORT, NBD_PORT } from '../migrate/qemu/driver.ts';
 import type { Cell } from './matrix.ts';
-import { GuestSlot, guestName, guestSpec } from './guests.ts';
+import { bootAll, GuestSlot, guestName, labGuestSpec } from './guests.ts';
 import { runIteration, type IterationContext } from './iteration.ts';
 import type { RunEvents } from './run.ts';
 
@@ -42,7 +42,7 @@ export interface DrainContext {
   drivers: ReadonlyMap<string, MigrationDriver>;
   /** Guests alive now, so the run's clean-up stops them on any exit. */
   slots: Map<string, GuestSlot>;
-  iteration: Omit<IterationContext, 'lab' | 'onMigrate' | 'concurrentFromSource'>;
+  iteration: Omit<IterationContext, 'beforeMigrate' | 'onMigrate' | 'concurrentFromSource'>;
   step(m: string): void;
   iterationStart?: RunEvents['iterationStart'];
   /** Each iteration as it ends (the run saves it). */
@@ -68,29 +68,14 @@ export async function runDrains(ctx: DrainContext, cells: readonly Cell[]): Prom
     const build = ctx.builds.get(buildLabel(cell.settings.hypervisor.qemu))!;
     const base = guestName(cell.strategy, cell.driver, build.id, { manyDrivers: scenario.drivers.length > 1, manyBuilds: ctx.builds.size > 1 });
     const guests = Array.from({ length: scenario.guests }, (_, i) => {
-      const spec = guestSpec({
-        name: `${base}-${i + 1}`,
-        strategy: cell.strategy,
-        index: i,
-        ip: lab.plan.instanceAddress(i),
-        prefix: lab.plan.prefix,
-        memoryBytes: scenario.guest.memory,
-        diskBytes: scenario.guest.disk,
-        diskDataBytes: scenario.guest.diskData,
-        accelerator: lab.info.environment.accelerator,
-        image: lab.info.image,
-        build,
-      });
+      const spec = labGuestSpec(lab, { name: `${base}-${i + 1}`, strategy: cell.strategy, index: i, memoryBytes: scenario.guest.memory, diskBytes: scenario.guest.disk, diskDataBytes: scenario.guest.diskData, build });
       const slot = new GuestSlot(cell.driver === 'qemu' ? { ...spec, ports: drainPorts(i) } : spec, ctx.drivers.get(cell.driver)!);
       ctx.slots.set(`drain|${i}`, slot);
       return slot;
     });
     ctx.step(`drain ${id + 1}/${order.length} (${cell.label}, #${repetition}): booting ${guests.map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${from.name}`);
-    const tBoot = performance.now();
-    const boots = await Promise.allSettled(guests.map(async (g) => (g.current = await g.driver.launch(g.spec, from, { signal: ctx.iteration.signal }))));
-    const bootFailure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
-    if (bootFailure) throw bootFailure.reason;
-    ctx.step(`guests up in ${((performance.now() - tBoot) / 1000).toFixed(1)} s; ${guests.length} leave ${from.name}, ${concurrency} at a time`);
+    const bootMs = await bootAll(guests, from, ctx.iteration.signal);
+    ctx.step(`guests up in ${(bootMs / 1000).toFixed(1)} s; ${guests.length} leave ${from.name}, ${concurrency} at a time`);
     await ctx.applyLink(cell);
 
     // Every guest is prepared at once (probe, workload, ping); then N migrate at a time, the
@@ -113,7 +98,6 @@ export async function runDrains(ctx: DrainContext, cells: readonly Cell[]): Prom
           const r = await runIteration(
             {
               ...ctx.iteration,
-              lab,
               beforeMigrate: async () => {
                 await gate.acquire(ctx.iteration.signal);
                 held = true;

@@ -11,7 +11,7 @@ import type { GuestShell } from '../qemu/guest-shell.ts';
 import type { QemuBuild } from '../qemu/builds.ts';
 import { macFor } from '../net/address.ts';
 import type { GuestSpec, Instance, MigrationDriver } from '../migrate/types.ts';
-import type { LabNode } from '../provision/provider.ts';
+import type { LabNode, StartedLab } from '../provision/provider.ts';
 
 const MiB = 1024 ** 2;
 /** The last 8 MiB of the data disk are the probe area: one fresh random MiB per migration. */
@@ -59,6 +59,23 @@ export function guestSpec(p: {
     image: p.image,
     build: p.build,
   };
+}
+
+/** Guest `index` of a lab: its address (and from it the MAC and tap) by index, the lab's prefix, accelerator and image. */
+export function labGuestSpec(lab: StartedLab, p: { name: string; strategy: Strategy; index: number; memoryBytes: number; diskBytes: number; diskDataBytes: number; build: QemuBuild }): GuestSpec {
+  return guestSpec({ ...p, ip: lab.plan.instanceAddress(p.index), prefix: lab.plan.prefix, accelerator: lab.info.environment.accelerator, image: lab.info.image });
+}
+
+/**
+ * Boots every slot on `node` at once and returns how long that took (ms). allSettled: when
+ * one guest fails to boot, the others still finish starting (the caller destroys them all).
+ */
+export async function bootAll(slots: readonly GuestSlot[], node: LabNode, signal?: AbortSignal): Promise<number> {
+  const t0 = performance.now();
+  const boots = await Promise.allSettled(slots.map(async (g) => (g.current = await g.driver.launch(g.spec, node, { signal }))));
+  const failure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
+  if (failure) throw failure.reason;
+  return performance.now() - t0;
 }
 
 /** One guest of a run: which driver runs it, where it is now, and whether it still answers. */

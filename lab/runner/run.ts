@@ -27,7 +27,7 @@ import { writeReports } from '../results/reporters/index.ts';
 import { defaultResultsDir, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from '../results/schema.ts';
 import { collectQemuPeaks, type QemuPeak } from '../qemu/process.ts';
 import { plan, expandCells, type Cell } from './matrix.ts';
-import { GuestSlot, guestName, guestSpec } from './guests.ts';
+import { bootAll, GuestSlot, guestName, labGuestSpec } from './guests.ts';
 import { FaultInjection } from './faults.ts';
 import { runIteration } from './iteration.ts';
 import { runDoctor } from '../doctor/checks.ts';
@@ -108,11 +108,11 @@ export function knownIssueRefusals(cells: readonly Cell[], builds: ReadonlyMap<s
  * build) kept for the whole run, plus a destination QEMU of the same size during a
  * migration; refused when the host cannot give it (pure; null when it fits).
  */
-export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, memAvailable: number | null, drainPeak?: number): string | null {
+export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, memAvailable: number | null, drain?: { guests: number; concurrency: number }): string | null {
   if (memAvailable === null) return null;
-  // a drain: its K guests and a destination for each migration running at once
-  const guests = drainPeak !== undefined ? drainPeak - 1 : new Set(cells.map(slotKey)).size;
-  const need = (guests + 1) * guestMemory;
+  // a drain: its K guests, and a destination for each of the N migrations at once
+  const guests = drain ? drain.guests : new Set(cells.map(slotKey)).size;
+  const need = (guests + (drain ? drain.concurrency : 1)) * guestMemory;
   if (need <= memAvailable) return null;
   const gib = (b: number) => `${(b / 1024 ** 3).toFixed(1)}GiB`;
   return `guest.memory: ${guests} guest(s) of ${gib(guestMemory)} plus a destination during each migration need ${gib(need)}, and this host has ${gib(memAvailable)} available (MemAvailable in /proc/meminfo)`;
@@ -155,7 +155,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const early = knownIssueRefusals(cells, builds, likelyAccel);
   if (early.length) throw refusal(early);
   // The local lab's guests run on this host: more memory than it has is refused before up.
-  const tooMuch = topology.provider === 'local' ? hostMemoryRefusal(cells, scenario.guest.memory, memAvailable(), isDrain(scenario.placement) ? scenario.guests + Math.max(...scenario.concurrency) : undefined) : null;
+  const tooMuch = topology.provider === 'local' ? hostMemoryRefusal(cells, scenario.guest.memory, memAvailable(), isDrain(scenario.placement) ? { guests: scenario.guests, concurrency: Math.max(...scenario.concurrency) } : undefined) : null;
   if (tooMuch) throw new MigralabError('PREREQ', `${opts.scenarioFile}: ${tooMuch}`);
 
   FaultInjection.checkProvider(topology.provider, scenario.faults);
@@ -215,6 +215,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
         throw new MigralabError('PREREQ', `the lab fails ${failed.length === 1 ? 'a precondition' : 'preconditions'} of live migration (migralab doctor): ${failed.map((c) => `${c.name}: ${c.detail} → ${c.fix}`).join('; ')}. Fix it, or run with --skip-doctor`);
       step(`doctor: ${checks.filter((c) => c.status === 'pass').length} checks pass${checks.some((c) => c.status === 'warn') ? `, warnings: ${checks.filter((c) => c.status === 'warn').map((c) => c.name).join(', ')}` : ''}`);
     }
+    const iterationCtx = { lab, pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, hooks: opts.iterationHooks };
     if (isDrain(scenario.placement)) {
       // each drain's link: its cell's conditions, on every port its guests migrate on
       const ports = [MIGRATION_PORT, NBD_PORT, ...Array.from({ length: scenario.guests }, (_, i) => Object.values(drainPorts(i))).flat()];
@@ -228,7 +229,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
           drivers,
           slots,
           // no progress bars: several migrations run at once
-          iteration: { pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: {}, hooks: opts.iterationHooks },
+          iteration: iterationCtx,
           step,
           iterationStart: ev.iterationStart,
           iterationEnd: async (r) => {
@@ -249,12 +250,8 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
       const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
       step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
-      const tBoot = performance.now();
-      // allSettled: when one guest fails to boot, the others are still fully started (and then destroyed).
-      const boots = await Promise.allSettled([...slots.values()].map(async (g) => (g.current = await g.driver.launch(g.spec, first, { signal: opts.signal }))));
-      const bootFailure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
-      if (bootFailure) throw bootFailure.reason;
-      step(`guests up in ${((performance.now() - tBoot) / 1000).toFixed(1)} s`);
+      const bootMs = await bootAll([...slots.values()], first, opts.signal);
+      step(`guests up in ${(bootMs / 1000).toFixed(1)} s`);
 
       const order = plan(scenario);
       for (const [index, { cell, repetition }] of order.entries()) {
@@ -274,7 +271,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
         ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
         linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
         const { result, interrupted } = await runIteration(
-          { lab, pingIntervalMs: scenario.ping.intervalMs, timeoutMs: scenario.timeoutSeconds * 1000, stallMs: scenario.stallSeconds * 1000, signal: opts.signal, events: { progress: ev.progress }, hooks: opts.iterationHooks },
+          { ...iterationCtx, events: { progress: ev.progress } },
           slot,
           { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) },
         );
@@ -326,17 +323,13 @@ function guestSlots(cells: readonly Cell[], s: Scenario, lab: StartedLab, builds
   return keys.map((key, i) => {
     const cell = cells.find((c) => slotKey(c) === key)!;
     const build = builds.get(buildLabel(cell.settings.hypervisor.qemu))!;
-    const spec = guestSpec({
+    const spec = labGuestSpec(lab, {
       name: guestName(cell.strategy, cell.driver, build.id, { manyDrivers, manyBuilds }),
       strategy: cell.strategy,
       index: i,
-      ip: lab.plan.instanceAddress(i),
-      prefix: lab.plan.prefix,
       memoryBytes: s.guest.memory,
       diskBytes: s.guest.disk,
       diskDataBytes: s.guest.diskData,
-      accelerator: lab.info.environment.accelerator,
-      image: lab.info.image,
       build,
     });
     return [key, new GuestSlot(spec, drivers.get(cell.driver)!)];

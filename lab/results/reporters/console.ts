@@ -143,15 +143,21 @@ export function oneAxisRatios(cells: readonly StrategySummary[]): string[] {
   return out;
 }
 
+/** Rows as columns padded to their widest cell, a rule under the first (the header). */
+function aligned(rows: readonly string[][]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return lines;
+}
+
 /** The comparison table: per cell median (min..max) as results.summary has them, and block/shared ratios of the medians. */
 export function summaryTable(results: Results): string {
   const s = summarize(results.iterations, results.scenario.asRun.strategies ?? []);
   const rows: string[][] = [['cell', 'ok/runs', 'duration ms', 'qemu downtime ms', 'ping interruption ms', 'lost pings']];
   for (const p of s.strategies)
     rows.push([p.cell ?? p.strategy, `${p.iterations - p.failed}/${p.iterations}`, cell(p.durationMs, 'ms'), cell(p.downtimeMs, 'ms'), cell(p.maxGapMs, 'ms'), cell(p.lost, 'count')]);
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const lines = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
-  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const lines = aligned(rows);
   const fr = (v?: number) => (v === undefined ? '-' : `${v.toFixed(2)}x`);
   const ratioLine = (r: { durationMs?: number; downtimeMs?: number; maxGapMs?: number }, where: string) =>
     `block/shared (ratio of medians)${where}: duration ${fr(r.durationMs)}, qemu downtime ${fr(r.downtimeMs)}, ping interruption ${fr(r.maxGapMs)}`;
@@ -198,9 +204,7 @@ export function drainTable(results: Results): string[] {
   const mib = (d: DrainSummary['wireBytes']) => (d.median === undefined ? '-' : `${(d.median / 2 ** 20).toFixed(1)}`);
   const rows: string[][] = [[`drain of ${d0.from}, ${d0.guests} guests`, 'ok/drains', 'drain time ms', 'worst ping gap ms', 'MiB sent']];
   for (const d of ds) rows.push([`${d.strategy}${manyDrivers ? `, driver=${d.driver}` : ''}, concurrency=${d.concurrency}`, `${d.drains - d.failed}/${d.drains}`, cell(d.totalMs, 'ms'), cell(d.worstGapMs, 'ms'), mib(d.wireBytes)]);
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const out = rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  '));
-  out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const out = aligned(rows);
   const fr = (a?: number, b?: number) => (a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`);
   const at = (strategy: string, driver: string, n: number) => ds.find((d) => d.strategy === strategy && d.driver === driver && d.concurrency === n)?.totalMs.median;
   const ns = [...new Set(ds.map((d) => d.concurrency))];
