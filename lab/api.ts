@@ -23,7 +23,7 @@ import type { Settings } from './config/settings.ts';
 import { MigralabError } from './errors.ts';
 import { PingProbe, type PingResult } from './measure/ping.ts';
 import { createDriver } from './migrate/registry.ts';
-import type { MigrationDriver } from './migrate/types.ts';
+import type { BootMode, BootRecord, MigrationDriver } from './migrate/types.ts';
 import { providerFor } from './provision/providers.ts';
 import type { LabNode, StartedLab } from './provision/provider.ts';
 import { resolveBuild, type QemuBuild } from './qemu/builds.ts';
@@ -37,6 +37,7 @@ export { MigralabError } from './errors.ts';
 export type { IterationResult } from './results/schema.ts';
 export type { PingResult } from './measure/ping.ts';
 export type { TcpProbeResult } from './measure/tcp-probe.ts';
+export type { BootMode, BootRecord } from './migrate/types.ts';
 
 /** The default topology: the local two-node lab of the tutorial. */
 export const DEFAULT_TOPOLOGY = resolve(new URL('..', import.meta.url).pathname, 'scenarios/topologies/two-node.lab.yaml');
@@ -47,6 +48,8 @@ export interface StartLabOptions {
   /** Progress lines (lab up, boots); default silent. */
   progress?: (message: string) => void;
   signal?: AbortSignal;
+  /** How guests start: `snapshot` (default: restored from a booted snapshot made once per guest size, qemu driver) or `cold` (each boots its kernel). */
+  boot?: BootMode;
 }
 
 export interface BootOptions {
@@ -99,6 +102,11 @@ export class Guest {
   get node(): string {
     return this.slot.instance().node.name;
   }
+  /** How it was started: restored from a booted snapshot or booted cold, and how long that took. */
+  get boot(): BootRecord | undefined {
+    return this.booted;
+  }
+  /** @internal */ booted: BootRecord | undefined;
 
   /** Runs a shell command in the guest (busybox sh); an argv array is quoted word by word. Resolves with its exit status and output (stdout and stderr together). */
   async exec(command: string | readonly string[], opts: { timeoutMs?: number } = {}): Promise<{ status: number; output: string }> {
@@ -166,7 +174,7 @@ export class Lab implements AsyncDisposable {
 
   private async driver(name: DriverName): Promise<MigrationDriver> {
     let d = this.drivers.get(name);
-    if (!d) this.drivers.set(name, (d = await createDriver(name, this.started, this.opts.progress)));
+    if (!d) this.drivers.set(name, (d = await createDriver(name, this.started, this.opts.progress, { boot: this.opts.boot })));
     return d;
   }
 
@@ -190,6 +198,7 @@ export class Lab implements AsyncDisposable {
     const g = new Guest(slot, strategy, driverName);
     this.guests.push(g);
     slot.current = await slot.driver.launch(spec, on, { signal: this.opts.signal });
+    g.booted = slot.current.boot;
     return g;
   }
 

@@ -138,7 +138,7 @@ export function offsetFromSamples(samples: readonly ClockSample[]): ClockOffset 
  * CLOCK_MONOTONIC from the process start, so a step of the host clock does not show up as
  * a guest pause (NTP slewing affects both alike).
  */
-function hostNowMs(): number {
+export function hostNowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 

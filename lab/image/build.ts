@@ -13,7 +13,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { MigralabError } from '../errors.ts';
 import { writeCpio, type CpioEntry } from './cpio.ts';
-import { CONSOLE_TTY, MODULE_LIST_PATH, PROBE_CMDLINE_FLAG, initScript } from './init.ts';
+import { CONSOLE_TTY, IDENTITY_PROGRAM, MODULE_LIST_PATH, PROBE_CMDLINE_FLAG, identityScript, initScript } from './init.ts';
 import { GUEST_MODULES, parseModulesBuiltin, parseModulesDep, resolveModules } from './modules.ts';
 
 /** Bump when the image layout changes in a way the hashed inputs do not capture. */
@@ -238,6 +238,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
     programs.push({ name, source, text: await readFile(source) });
   }
   const init = initScript();
+  const identity = identityScript();
 
   progress(`hashing kernel ${version}, busybox and ${moduleFiles.length} modules`);
   const h = createHash('sha256');
@@ -258,6 +259,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
     field(`module ${rel}`, data);
   }
   field('init', init);
+  field('identity', identity);
   field('gcc-version', toolchain.version);
   field('gcc-flags', GCC_FLAGS.join(' '));
   field('libc.a', toolchain.libcA.data);
@@ -309,6 +311,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<GuestImage> {
       { type: 'symlink', path: 'bin/sh', target: 'busybox' },
       ...binaries.map((b): CpioEntry => ({ type: 'file', path: `bin/${b.name}`, data: b.data, mode: 0o755 })),
       { type: 'file', path: 'init', data: init, mode: 0o755 },
+      { type: 'file', path: `bin/${IDENTITY_PROGRAM}`, data: identity, mode: 0o755 },
       ...modules.map((m): CpioEntry => ({ type: 'file', path: `${moduleRoot}/${m.rel}`, data: m.data, mode: 0o644 })),
       { type: 'file', path: MODULE_LIST_PATH.slice(1), data: modules.map((m) => `/${moduleRoot}/${m.rel}\n`).join('') },
       { type: 'file', path: 'etc/migralab/image', data: `${IMAGE_FORMAT_VERSION}\nkernel ${version}\nhash ${hash}\n` },

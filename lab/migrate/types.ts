@@ -67,6 +67,19 @@ export interface Instance extends AsyncDisposable {
   kill(): Promise<void>;
   /** SIGSTOP / SIGCONT of the hypervisor process: a hypervisor that hangs (fault injection). */
   freeze(frozen: boolean): Promise<void>;
+  /** How the guest was started, for the guest that launch() returned (not for one a migration made). */
+  boot?: BootRecord;
+}
+
+/** How a guest was started: booted from its kernel, or restored from a booted snapshot (lab/migrate/qemu/snapshot.ts). */
+export interface BootRecord {
+  mode: 'cold' | 'snapshot';
+  /** From launch() to a guest that answers with its own identity (ms). */
+  ms: number;
+  /** When this launch made the snapshot first: how long that took (ms, within `ms`); null when it was cached, or for a cold boot. */
+  snapshotMadeMs: number | null;
+  /** Why a guest that should have been restored booted cold; null otherwise. */
+  note: string | null;
 }
 
 export interface MigrationProgress {
@@ -239,6 +252,9 @@ export interface LaunchOptions {
   signal?: AbortSignal;
   bootTimeoutMs?: number;
 }
+
+/** `snapshot`: restore guests from a booted snapshot where the driver can (qemu); `cold`: boot every guest from its kernel. */
+export type BootMode = 'snapshot' | 'cold';
 
 export interface MigrationDriver {
   readonly name: DriverName;

@@ -369,6 +369,25 @@ export const resultsSchema = z.object({
       /** The largest of those peaks per guest. */
       peakRssBytesByGuest: z.record(z.string(), z.number()),
       hostMemAvailableBytes: z.number().nullable(),
+      /**
+       * How each guest was started (drains: every drain's guests), in boot order: `snapshot`,
+       * restored from a booted snapshot (lab/migrate/qemu/snapshot.ts), or `cold`, booted from
+       * its kernel; `ms` from the start to a guest that answers with its own identity,
+       * `snapshotMadeMs` when that guest waited for the snapshot to be made first, `note` why
+       * a guest that should have been restored booted cold. Absent in results written before.
+       */
+      boot: z
+        .array(
+          z.object({
+            guest: z.string(),
+            node: z.string(),
+            mode: z.enum(['snapshot', 'cold']),
+            ms: z.number(),
+            snapshotMadeMs: z.number().nullable(),
+            note: z.string().nullable(),
+          }),
+        )
+        .optional(),
     })
     .optional(),
   iterations: z.array(iterationSchema),

@@ -15,7 +15,7 @@ import { drainTotalMs, maxOverlap } from '../results/drains.ts';
 import type { DrainRecord, IterationResult } from '../results/schema.ts';
 import { MIGRATION_PORT, NBD_PORT } from '../migrate/qemu/driver.ts';
 import type { Cell } from './matrix.ts';
-import { bootAll, GuestSlot, guestName, labGuestSpec } from './guests.ts';
+import { bootAll, bootSummary, GuestSlot, guestName, labGuestSpec, type GuestBoot } from './guests.ts';
 import { runIteration, type IterationContext } from './iteration.ts';
 import type { RunEvents } from './run.ts';
 
@@ -49,6 +49,8 @@ export interface DrainContext {
   iterationEnd(r: IterationResult): Promise<void>;
   /** Each drain as it ends. */
   drainEnd(d: DrainRecord): Promise<void>;
+  /** How each drain's guests were started (results.sizing.boot). */
+  booted(guests: GuestBoot[]): void;
   /** Before each drain: the cell's link conditions (with every port a drain migrates on). */
   applyLink(cell: Cell): Promise<void>;
 }
@@ -74,8 +76,9 @@ export async function runDrains(ctx: DrainContext, cells: readonly Cell[]): Prom
       return slot;
     });
     ctx.step(`drain ${id + 1}/${order.length} (${cell.label}, #${repetition}): booting ${guests.map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${from.name}`);
-    const bootMs = await bootAll(guests, from, ctx.iteration.signal);
-    ctx.step(`guests up in ${(bootMs / 1000).toFixed(1)} s; ${guests.length} leave ${from.name}, ${concurrency} at a time`);
+    const booted = await bootAll(guests, from, ctx.iteration.signal);
+    ctx.booted(booted.guests);
+    ctx.step(`${bootSummary(booted)}; ${guests.length} leave ${from.name}, ${concurrency} at a time`);
     await ctx.applyLink(cell);
 
     // Every guest is prepared at once (probe, workload, ping); then N migrate at a time, the

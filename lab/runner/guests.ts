@@ -10,7 +10,7 @@ import { MigralabError } from '../errors.ts';
 import type { GuestShell } from '../qemu/guest-shell.ts';
 import type { QemuBuild } from '../qemu/builds.ts';
 import { macFor } from '../net/address.ts';
-import type { GuestSpec, Instance, MigrationDriver } from '../migrate/types.ts';
+import type { BootRecord, GuestSpec, Instance, MigrationDriver } from '../migrate/types.ts';
 import type { LabNode, StartedLab } from '../provision/provider.ts';
 
 const MiB = 1024 ** 2;
@@ -66,16 +66,31 @@ export function labGuestSpec(lab: StartedLab, p: { name: string; strategy: Strat
   return guestSpec({ ...p, ip: lab.plan.instanceAddress(p.index), prefix: lab.plan.prefix, accelerator: lab.info.environment.accelerator, image: lab.info.image });
 }
 
+/** How one guest of a run was started (results.sizing.boot.guests). */
+export type GuestBoot = BootRecord & { guest: string; node: string };
+
 /**
- * Boots every slot on `node` at once and returns how long that took (ms). allSettled: when
- * one guest fails to boot, the others still finish starting (the caller destroys them all).
+ * Boots every slot on `node` at once and returns how long that took (ms) and how each guest
+ * was started. allSettled: when one guest fails to boot, the others still finish starting
+ * (the caller destroys them all).
  */
-export async function bootAll(slots: readonly GuestSlot[], node: LabNode, signal?: AbortSignal): Promise<number> {
+export async function bootAll(slots: readonly GuestSlot[], node: LabNode, signal?: AbortSignal): Promise<{ wallMs: number; guests: GuestBoot[] }> {
   const t0 = performance.now();
   const boots = await Promise.allSettled(slots.map(async (g) => (g.current = await g.driver.launch(g.spec, node, { signal }))));
   const failure = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
   if (failure) throw failure.reason;
-  return performance.now() - t0;
+  const wallMs = performance.now() - t0;
+  const guests = slots.map((g): GuestBoot => ({ guest: g.name, node: node.name, ...(g.current!.boot ?? { mode: 'cold', ms: wallMs, snapshotMadeMs: null, note: null }) }));
+  return { wallMs, guests };
+}
+
+/** "guests up in 1.4 s (restored from a snapshot)" and the like: how a bootAll went, for the progress line. */
+export function bootSummary(b: { wallMs: number; guests: readonly GuestBoot[] }): string {
+  const restored = b.guests.filter((g) => g.mode === 'snapshot').length;
+  const made = b.guests.map((g) => g.snapshotMadeMs).find((x): x is number => x !== null);
+  const how =
+    restored === 0 ? 'booted cold' : restored === b.guests.length ? 'restored from a booted snapshot' : `${restored} of ${b.guests.length} restored from a booted snapshot, the others booted cold`;
+  return `guests up in ${(b.wallMs / 1000).toFixed(1)} s (${how}${made !== undefined ? `; the snapshot was made first, in ${(made / 1000).toFixed(1)} s` : ''})`;
 }
 
 /** One guest of a run: which driver runs it, where it is now, and whether it still answers. */
@@ -87,6 +102,7 @@ export class GuestSlot {
   unreplaceable: string | undefined;
   /** How many times a broken guest was replaced by a fresh boot in this run. */
   replaced = 0;
+
 
   constructor(
     readonly spec: GuestSpec,

@@ -19,7 +19,7 @@ import { kvmModuleLoaded, knownIssues } from '../provision/environment.ts';
 import type { StartedLab } from '../provision/provider.ts';
 import { buildLabel, resolveBuild, type QemuBuild, type QemuBuildSpec } from '../qemu/builds.ts';
 import { createDriver } from '../migrate/registry.ts';
-import type { MigrationDriver, MigrationProgress } from '../migrate/types.ts';
+import type { BootMode, MigrationDriver, MigrationProgress } from '../migrate/types.ts';
 import { MIGRATION_PORT, NBD_PORT } from '../migrate/qemu/driver.ts';
 import { summarize } from '../results/cells.ts';
 import { scenarioThresholdChecks, type ThresholdCheck } from '../results/thresholds.ts';
@@ -27,7 +27,7 @@ import { writeReports } from '../results/reporters/index.ts';
 import { defaultResultsDir, RESULTS_SCHEMA, RESULTS_VERSION, type IterationResult, type Results } from '../results/schema.ts';
 import { collectQemuPeaks, type QemuPeak } from '../qemu/process.ts';
 import { plan, expandCells, type Cell } from './matrix.ts';
-import { bootAll, GuestSlot, guestName, labGuestSpec } from './guests.ts';
+import { bootAll, bootSummary, GuestSlot, guestName, labGuestSpec, type GuestBoot } from './guests.ts';
 import { FaultInjection } from './faults.ts';
 import { runIteration } from './iteration.ts';
 import { runDoctor } from '../doctor/checks.ts';
@@ -67,6 +67,8 @@ export interface RunOptions {
   skipDoctor?: boolean;
   /** Extra hooks per iteration (fault injection). */
   iterationHooks?: Parameters<typeof runIteration>[0]['hooks'];
+  /** How guests start (default `snapshot`: restored from a booted snapshot where the driver can; `cold`: every guest boots its kernel). */
+  boot?: BootMode;
 }
 
 export interface RunOutcome {
@@ -196,6 +198,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   const computes = lab.computes;
   // sizing: what this run costs its host (the harness's CPU, each QEMU's peak memory)
   const peaks = collectQemuPeaks();
+  const boots: GuestBoot[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const hostMem = lab.info.provider === 'local' ? memAvailable() : null;
@@ -206,7 +209,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     const late = knownIssueRefusals(cells, builds, lab.info.environment.accelerator);
     if (late.length) throw refusal(late);
     const drivers = new Map<DriverName, MigrationDriver>();
-    for (const d of scenario.drivers) drivers.set(d, await createDriver(d, lab, step));
+    for (const d of scenario.drivers) drivers.set(d, await createDriver(d, lab, step, { boot: opts.boot }));
     if (scenario.drivers.includes('libvirt')) results.environment.libvirtVersion = lab.info.environment.libvirtVersion ?? null;
     if (!opts.skipDoctor) {
       const checks = await runDoctor(lab, { drivers: scenario.drivers, diskBytes: scenario.guest.disk, diskDataBytes: scenario.guest.diskData });
@@ -241,6 +244,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
             drains.push(d);
             await save();
           },
+          booted: (g) => void boots.push(...g),
           applyLink: async (cell) => void (linkKey = await applyLink(lab, cell.settings.link, linkKey, step, ports)),
         },
         cells,
@@ -250,8 +254,9 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
       const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
       step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
-      const bootMs = await bootAll([...slots.values()], first, opts.signal);
-      step(`guests up in ${(bootMs / 1000).toFixed(1)} s`);
+      const booted = await bootAll([...slots.values()], first, opts.signal);
+      boots.push(...booted.guests);
+      step(bootSummary(booted));
 
       const order = plan(scenario);
       for (const [index, { cell, repetition }] of order.entries()) {
@@ -288,7 +293,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     if (linkKey !== undefined) await clearLinkConditions(lab.computes.map((n) => n.transport)).catch(() => {});
     for (const g of slots.values()) await g.destroy();
     peaks.stop();
-    results.sizing = sizingOf(process.cpuUsage(cpu0), performance.now() - t0, peaks.peaks, hostMem);
+    results.sizing = { ...sizingOf(process.cpuUsage(cpu0), performance.now() - t0, peaks.peaks, hostMem), boot: boots };
     await lab.ledger.forget((r) => r === user);
     results.finishedAt = new Date().toISOString();
     results.summary = summarize(results.iterations, scenario.strategies);

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { readFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { Ledger } from '../../lab/state/ledger.ts';
 import { cli, labScratch, leftovers, testPlan, testTopologyFile } from './helpers.ts';
@@ -25,6 +25,26 @@ async function qemuPids(ledgerFile: string): Promise<number[]> {
 async function allPids(ledgerFile: string): Promise<number[]> {
   const l = await Ledger.read(ledgerFile).catch(() => undefined);
   return (l?.resources ?? []).flatMap((r) => (r.kind === 'process' && r.pid ? [r.pid] : []));
+}
+
+/**
+ * Starts `migralab run ARGS`, sends Ctrl-C `afterMs` after `line` appeared in its output, and
+ * expects exit 130 within a second; resolves with its log and the PIDs its ledger had.
+ */
+async function interruptAt(plan: { ledgerFile: string }, args: string[], line: string, afterMs: number) {
+  const child = execa('node', ['scripts/migralab.js', 'run', ...args], { reject: false, all: true });
+  let log = '';
+  child.all!.on('data', (d: Buffer) => (log += d.toString()));
+  await until(JSON.stringify(line), () => log.includes(line), 120_000);
+  await new Promise((r) => setTimeout(r, afterMs));
+  const pids = await allPids(plan.ledgerFile);
+  const t0 = performance.now();
+  child.kill('SIGINT');
+  const r = await child;
+  const ms = performance.now() - t0;
+  expect(r.exitCode, log).toBe(130);
+  expect(ms, log).toBeLessThan(1000);
+  return { log, pids };
 }
 
 /** Starts `migralab run small.yaml` and resolves once its first migration began, with its log so far. */
@@ -74,20 +94,26 @@ describe('failures, interruptions and crashes', () => {
 
   it('Ctrl-C while the guests boot exits 130 within a second, with nothing left', async () => {
     const plan = await testPlan();
-    const child = execa('node', ['scripts/migralab.js', 'run', 'test/fixtures/small.yaml', '--results-dir', scratch.dir], { reject: false, all: true });
-    let log = '';
-    child.all!.on('data', (d: Buffer) => (log += d.toString()));
-    await until('the guests booting', () => log.includes('booting'), 120_000);
-    await new Promise((r) => setTimeout(r, 500)); // well inside the boot (about 5 s here)
-    const pids = await allPids(plan.ledgerFile);
-    const t0 = performance.now();
-    child.kill('SIGINT');
-    const r = await child;
-    const ms = performance.now() - t0;
-    expect(r.exitCode, log).toBe(130);
-    expect(ms, log).toBeLessThan(1000);
+    // inside the boot (a restore from a snapshot: about 1.5 s here)
+    const { log, pids } = await interruptAt(plan, ['test/fixtures/small.yaml', '--results-dir', scratch.dir], 'booting', 500);
     expect(log).not.toMatch(/\[1\//); // no migration was started
     expect(await leftovers(plan, pids)).toEqual([]);
+  }, 180_000);
+
+  it('Ctrl-C while the first guest of a size makes its booted snapshot exits 130 within a second, with nothing left and no snapshot', async () => {
+    const plan = await testPlan();
+    // a size no other test uses, its snapshot removed: this run must make it
+    const snapshots = readdirSync(plan.imageCache).map((d) => join(plan.imageCache, d, 'snapshots'));
+    for (const d of snapshots) for (const f of existsSync(d) ? readdirSync(d) : []) if (f.startsWith('176M-')) rmSync(join(d, f));
+    const scenario = join(scratch.dir, 'snap.yaml');
+    writeFileSync(scenario, `name: snap\ntopology: ${resolve('test/fixtures/test.lab.yaml')}\nstrategies: [shared]\nrepetitions: 1\nguest: { memory: 176MiB, disk: 64MiB, diskData: 8MiB }\n`);
+    // inside the template's boot (about 10 s here)
+    const { log, pids } = await interruptAt(plan, [scenario, '--results-dir', join(scratch.dir, 'r')], 'snapshot: booting a template 176 MiB guest', 1500);
+    expect(pids.length).toBeGreaterThan(0);
+    expect(log).not.toMatch(/made in/);
+    expect(await leftovers(plan, pids)).toEqual([]);
+    // neither a snapshot nor a half-written one is left
+    for (const d of snapshots) expect((existsSync(d) ? readdirSync(d) : []).filter((f) => f.startsWith('176M-'))).toEqual([]);
   }, 180_000);
 
   it('down cleans up after the harness was killed with SIGKILL mid-run', async () => {

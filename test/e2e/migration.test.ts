@@ -49,6 +49,13 @@ describe('block vs shared migration, end to end', () => {
     for (const q of s.qemu) expect(q.peakRssBytes).toBeGreaterThan(32 * 2 ** 20);
     for (const b of Object.values(s.peakRssBytesByGuest)) expect(b).toBeLessThan(1024 * 2 ** 20);
     expect(s.hostMemAvailableBytes).toBeGreaterThan(0);
+    // both guests restored from the booted snapshot of their shape, each in its own time
+    expect(s.boot!.map((b) => [b.guest, b.node, b.mode, b.note])).toEqual([
+      ['block-vm', 'controller', 'snapshot', null],
+      ['shared-vm', 'controller', 'snapshot', null],
+    ]);
+    for (const b of s.boot!) expect(b.ms).toBeGreaterThan(0);
+    expect(stderr).toMatch(/guests up in \d+\.\d s \(restored from a booted snapshot/);
     expect(stdout).toMatch(/sizing: harness CPU \d+\.\d s over \d+\.\d s; QEMU peak RSS .*room for \d+ QEMUs of/);
   });
 

@@ -4,6 +4,11 @@
  *
  *   mlprobe [-o STATUS_FILE] [-p PERIOD_US]   the stall loop (default period 1000 us)
  *   mlprobe clock                             print CLOCK_REALTIME in ns, once
+ *   mlprobe settime NS                        set CLOCK_REALTIME to NS (ns since the epoch): a
+ *                                             guest restored from a snapshot takes the host's time
+ *   mlprobe seed HEX                          credit HEX (bytes from the host) to the kernel's
+ *                                             entropy pool and reseed its generator at once: guests
+ *                                             restored from one snapshot share its generator state
  *
  * The loop sleeps PERIOD_US with clock_nanosleep (relative, CLOCK_MONOTONIC) and reads
  * CLOCK_MONOTONIC and CLOCK_REALTIME after every sleep. It keeps the largest gap between
@@ -43,6 +48,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/random.h>
 
 #include "common.h"
 
@@ -87,6 +94,50 @@ static void write_status(const struct probe *p, const char *state) {
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "clock") == 0) {
     printf("%lld\n", (long long)read_ns(CLOCK_REALTIME));
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "seed") == 0) {
+    size_t len = strlen(argv[2]);
+    if (len == 0 || len % 2 || len > 1024) {
+      fprintf(stderr, "mlprobe: bad seed: expected 2..1024 hex digits\n");
+      return 2;
+    }
+    static union {
+      struct rand_pool_info info;
+      char bytes[sizeof(struct rand_pool_info) + 512];
+    } u;
+    unsigned char *buf = (unsigned char *)u.info.buf;
+    for (size_t i = 0; i < len / 2; i++) {
+      unsigned v;
+      if (sscanf(argv[2] + 2 * i, "%2x", &v) != 1) {
+        fprintf(stderr, "mlprobe: bad seed: not hex\n");
+        return 2;
+      }
+      buf[i] = (unsigned char)v;
+    }
+    u.info.buf_size = (int)(len / 2);
+    u.info.entropy_count = (int)(len / 2) * 8;
+    int fd = open("/dev/urandom", O_WRONLY);
+    if (fd < 0 || ioctl(fd, RNDADDENTROPY, &u.info) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0) {
+      perror("mlprobe: seed");
+      return 1;
+    }
+    close(fd);
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "settime") == 0) {
+    char *end;
+    errno = 0;
+    long long ns = strtoll(argv[2], &end, 10);
+    if (errno || end == argv[2] || *end != '\0' || ns <= 0) {
+      fprintf(stderr, "mlprobe: bad time: %s\n", argv[2]);
+      return 2;
+    }
+    struct timespec ts = {.tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL};
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0) {
+      perror("mlprobe: clock_settime");
+      return 1;
+    }
     return 0;
   }
   struct probe p = {.period_us = 1000};

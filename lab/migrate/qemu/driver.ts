@@ -17,6 +17,7 @@ import { max } from '../../measure/stats.ts';
 import { createDisks, diskSizes, releaseLocalDisks, removeDisks } from '../disks.ts';
 import {
   MigrationFailed,
+  type BootMode,
   type FailureKind,
   type GuestSpec,
   type Instance,
@@ -32,6 +33,7 @@ import {
 } from '../types.ts';
 import { eventDowntimeMs, readCompletion, type CompletionReading } from './completion.ts';
 import { QemuInstance, launchFor } from './instance.ts';
+import { discardSnapshot, ensureSnapshot, restoreFrom, type Snapshot } from './snapshot.ts';
 import { LONG_QMP_MS, SAMPLE_MS, stepsFor, type Qmp, type StorageSteps, type TlsCreds } from './storage.ts';
 import type { DiskSpec } from '../../qemu/argv.ts';
 import { effectiveTunables, tunablesFor } from './tunables.ts';
@@ -52,10 +54,36 @@ export class QemuDriver implements MigrationDriver {
 
   constructor(
     private readonly lab: StartedLab,
-    private readonly opts: { qmpTimeoutMs?: number } = {},
+    private readonly opts: { qmpTimeoutMs?: number; boot?: BootMode; progress?: (m: string) => void } = {},
   ) {}
 
   async launch(guest: GuestSpec, node: LabNode, opts: LaunchOptions = {}): Promise<Instance> {
+    const t0 = performance.now();
+    let note: string | null = null;
+    if ((this.opts.boot ?? 'snapshot') === 'snapshot') {
+      let snap: Snapshot | undefined;
+      try {
+        snap = await ensureSnapshot(this.lab, guest, node, { signal: opts.signal, progress: this.opts.progress });
+        await createDisks(guest, node, this.lab.plan);
+        const proc = await restoreFrom(this.lab, guest, node, snap, { signal: opts.signal, qmpTimeoutMs: this.opts.qmpTimeoutMs });
+        const inst = new QemuInstance(this.lab, guest, node, proc);
+        inst.boot = { mode: 'snapshot', ms: performance.now() - t0, snapshotMadeMs: snap.madeMs, note: null };
+        return inst;
+      } catch (e) {
+        if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+        if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while ${guest.name} started on ${node.name}`, { cause: e });
+        // a snapshot that was made but would not load is not kept: the next guest of this shape makes a new one
+        if (snap) await discardSnapshot(node, snap);
+        note = `not restored from a snapshot (${(e as Error).message}); booted cold`;
+        this.opts.progress?.(`${guest.name}: ${note}`);
+      }
+    }
+    const inst = await this.coldLaunch(guest, node, opts);
+    inst.boot = { mode: 'cold', ms: performance.now() - t0, snapshotMadeMs: null, note };
+    return inst;
+  }
+
+  private async coldLaunch(guest: GuestSpec, node: LabNode, opts: LaunchOptions): Promise<QemuInstance> {
     await createDisks(guest, node, this.lab.plan);
     const launch = launchFor(this.lab, guest, node, { incoming: false });
     const proc = await QemuProcess.start({ node: node.name, transport: node.transport, dir: node.plan.dir, bridge: node.plan.bridge }, launch, this.lab.ledger, {

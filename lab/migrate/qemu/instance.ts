@@ -1,6 +1,6 @@
 import { diskSpecs } from '../storage.ts';
 import { locateDataDisk } from '../disks.ts';
-import type { DiskLocation, GuestSpec, Instance } from '../types.ts';
+import type { BootRecord, DiskLocation, GuestSpec, Instance } from '../types.ts';
 import type { LabNode, StartedLab } from '../../provision/provider.ts';
 import { kernelCmdline } from '../../image/build.ts';
 import { buildArgvPrefix } from '../../qemu/builds.ts';
@@ -34,6 +34,7 @@ export function launchFor(lab: StartedLab, guest: GuestSpec, node: LabNode, opts
 /** A guest as one QEMU process on one node, driven over QMP. */
 export class QemuInstance implements Instance {
   readonly driver = 'qemu' as const;
+  boot?: BootRecord;
   constructor(
     private readonly lab: StartedLab,
     readonly guest: GuestSpec,

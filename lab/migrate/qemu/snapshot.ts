@@ -1,0 +1,232 @@
+/**
+ * Booting a guest from a booted snapshot instead of from its kernel: a TCG boot of the guest
+ * image takes 5 s and more, a restore well under one.
+ *
+ * The snapshot is made once per shape (QEMU build, image, memory, disk size, accelerator,
+ * device set) and cached next to the guest image on the node: a template guest with a
+ * placeholder identity and an empty data disk is booted, its config drive unmounted, then
+ * stopped and migrated to a file. A guest "boots" by starting its QEMU with `-incoming
+ * defer`, its own disks and config drive, and `migrate-incoming` from that file; then
+ * `mlidentity restore` in the guest (lab/image/init.ts) gives it its identity as a boot does
+ * (config drive, MAC, address, route, hostname; the clock set from the host's) after dropping every
+ * cached block of the disks (they are this guest's now, not the template's) and mixing fresh
+ * entropy into its pool.
+ *
+ * A restore that fails is reported to the caller, which boots the guest cold instead; a
+ * snapshot that does not load is deleted, so the next run makes a new one.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { MigralabError } from '../../errors.ts';
+import { kernelCmdline } from '../../image/build.ts';
+import { IDENTITY_PROGRAM } from '../../image/init.ts';
+import { CONFIG_DRIVE_BYTES } from '../../image/configdrive.ts';
+import { qemuArgv } from '../../qemu/argv.ts';
+import { GuestShell, waitForGuestReady } from '../../qemu/guest-shell.ts';
+import { QemuProcess, self } from '../../qemu/process.ts';
+import { buildArgvPrefix } from '../../qemu/builds.ts';
+import { waitFor } from '../../time/wait.ts';
+import { hostNowMs } from '../../guest/probe.ts';
+import type { LabNode, StartedLab } from '../../provision/provider.ts';
+import type { GuestSpec } from '../types.ts';
+import { createDisks, removeDisks } from '../disks.ts';
+import { launchFor } from './instance.ts';
+
+/** Bumped when what a snapshot holds or how it is made changes. */
+const SNAPSHOT_FORMAT = 2;
+const TEMPLATE_NAME = 'ml-snapshot';
+/** A locally administered MAC and a link-local address no lab uses: the template's placeholder identity. */
+const TEMPLATE_MAC = '02:6d:6c:00:00:01';
+const TEMPLATE_IP = '169.254.77.1';
+/** Snapshots kept per image directory on a node; the least recently used go first. */
+const KEEP = 8;
+
+export interface Snapshot {
+  file: string;
+  key: string;
+  /** How long making it took (ms), or null when it was already cached. */
+  madeMs: number | null;
+}
+
+/** Where a node keeps the snapshots of a guest image: beside the image (on that node). */
+export function snapshotDir(guest: GuestSpec): string {
+  return join(dirname(guest.image.kernel), 'snapshots');
+}
+
+/** The snapshot file of a guest's shape on its node: `<memory>M-<key>.vmstate`, the memory size first for people listing the folder. */
+export function snapshotFile(guest: GuestSpec): string {
+  return join(snapshotDir(guest), `${Math.round(guest.memoryBytes / 2 ** 20)}M-${snapshotKey(guest)}.vmstate`);
+}
+
+/** The template of a guest's shape: its size, build and image, with a placeholder identity and no data. */
+export function templateSpec(guest: GuestSpec): GuestSpec {
+  const { ports: _ports, ...rest } = guest;
+  return { ...rest, name: TEMPLATE_NAME, strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac: TEMPLATE_MAC, diskDataBytes: 0 };
+}
+
+/**
+ * What a snapshot must match to load into a guest's QEMU: the template's command line with its
+ * per-instance paths and identity taken out (so a device added to lab/qemu/argv.ts makes a new
+ * key), the build's version and the image.
+ */
+export function snapshotKey(guest: GuestSpec): string {
+  const argv = qemuArgv({
+    name: 'x',
+    qemu: buildArgvPrefix(guest.build),
+    memoryBytes: guest.memoryBytes,
+    accelerator: guest.accelerator,
+    kernel: 'kernel',
+    initrd: 'initrd',
+    append: kernelCmdline(),
+    disks: [
+      { nodeName: 'disk0', format: 'qcow2', source: { driver: 'file', filename: 'disk0' } },
+      { nodeName: 'config0', format: 'raw', source: { driver: 'file', filename: 'config0' } },
+    ],
+    mac: 'mac',
+    tap: 'tap',
+    qmpSocket: 'qmp',
+    ctlSocket: 'ctl',
+    consoleLog: 'console',
+    pidFile: 'pid',
+    incoming: true,
+  });
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ format: SNAPSHOT_FORMAT, argv, version: guest.build.version, image: guest.image.hash, diskBytes: guest.diskBytes, config: CONFIG_DRIVE_BYTES }));
+  return h.digest('hex').slice(0, 24);
+}
+
+/** The host's wall clock (as clockOffset reads it) in ns since the epoch, to the µs. */
+function hostNowNs(): string {
+  return (BigInt(Math.round(hostNowMs() * 1000)) * 1000n).toString();
+}
+
+/** A path safe inside a single-quoted sh word (the exec: migration URI runs through sh). */
+function shQuote(path: string): string {
+  if (!/^[A-Za-z0-9_./+-]+$/.test(path)) throw new MigralabError('LAB', `snapshot path ${JSON.stringify(path)} has characters the migration URI cannot carry`);
+  return `'${path}'`;
+}
+
+/** Waits for the migration on `q` to complete; a failed or cancelled one throws at once with QEMU's reason. */
+async function migrationDone(q: QemuProcess['qmp'], what: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    if (signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while waiting for ${what}`);
+    const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+    if (m.status === 'completed') return;
+    if (m.status === 'failed' || m.status === 'cancelled') throw new MigralabError('LAB', `${what}: migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
+    if (performance.now() > end) throw new MigralabError('LAB', `timed out after ${timeoutMs} ms waiting for ${what} (migration ${m.status ?? 'not started'})`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * Snapshots being made by this process, by node and key: guests booting at once wait for the
+ * same one.
+ */
+const making = new Map<string, Promise<Snapshot>>();
+
+/** The snapshot of `guest`'s shape on `node`, made now (a cold boot of a template) if it is not cached. */
+export function ensureSnapshot(lab: StartedLab, guest: GuestSpec, node: LabNode, opts: { signal?: AbortSignal; progress?: (m: string) => void } = {}): Promise<Snapshot> {
+  const key = snapshotKey(guest);
+  const id = `${node.name}:${snapshotDir(guest)}/${key}`;
+  let p = making.get(id);
+  if (!p) {
+    p = findOrMake(lab, guest, node, key, opts).finally(() => making.delete(id));
+    making.set(id, p);
+  }
+  return p;
+}
+
+async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, key: string, opts: { signal?: AbortSignal; progress?: (m: string) => void }): Promise<Snapshot> {
+  const t = node.transport;
+  const dir = snapshotDir(guest);
+  const file = snapshotFile(guest);
+  if ((await t.run(['test', '-s', file], { check: false })).exitCode === 0) {
+    // touched: the least recently used are the ones pruned
+    await t.run(['touch', '-c', file], { check: false });
+    return { file, key, madeMs: null };
+  }
+  const t0 = performance.now();
+  opts.progress?.(`snapshot: booting a template ${Math.round(guest.memoryBytes / 2 ** 20)} MiB guest on ${node.name} once (cached for later guests of this shape)`);
+  await t.mkdir(dir);
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const spec = templateSpec(guest);
+  await createDisks(spec, node, lab.plan);
+  const launch = launchFor(lab, spec, node, { incoming: false });
+  let proc: QemuProcess | undefined;
+  try {
+    proc = await QemuProcess.start({ node: node.name, transport: t, dir: node.plan.dir, bridge: node.plan.bridge }, launch, lab.ledger, { owner: self });
+    const shell = await waitForGuestReady(launch.ctlSocket, { timeoutMs: 180_000, signal: opts.signal, open: () => t.connect(launch.ctlSocket) });
+    try {
+      // What a restore must not inherit: the template's config drive mounted, its dirty pages.
+      // What it should: a kernel random pool that is ready. The first read of /dev/urandom in
+      // a fresh guest waits for jitter entropy (about 1 s under TCG); a clone would pay that
+      // again in its first iteration (its restore then mixes fresh bytes into the pool).
+      const r = await shell.exec(`head -c 16 /dev/urandom >/dev/null && umount /mnt/config && sync`, { timeoutMs: 30_000, signal: opts.signal });
+      if (r.status !== 0) throw new MigralabError('LAB', `snapshot template: umount of its config drive failed: ${r.output.trim()}`);
+    } finally {
+      shell.close();
+    }
+    await proc.qmp.execute('stop');
+    // cat writes the file and renames it once whole: the file's name appearing is what says it is complete
+    await proc.qmp.execute('migrate', { uri: `exec:cat >${shQuote(tmp)} && mv -f ${shQuote(tmp)} ${shQuote(file)}` });
+    await migrationDone(proc.qmp, `the template's state to be written to ${tmp}`, 120_000, opts.signal);
+    await waitFor(`${file} to be complete`, async () => (await t.run(['test', '-s', file], { check: false })).exitCode === 0, { timeoutMs: 30_000, intervalMs: 20, signal: opts.signal });
+    await proc.quit();
+    proc = undefined;
+    await prune(node, dir);
+    const madeMs = performance.now() - t0;
+    opts.progress?.(`snapshot: ${key} made in ${(madeMs / 1000).toFixed(1)} s`);
+    return { file, key, madeMs };
+  } catch (e) {
+    if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while the snapshot of ${Math.round(guest.memoryBytes / 2 ** 20)} MiB guests was made on ${node.name}`);
+    throw e;
+  } finally {
+    if (proc) await proc.quit().catch(() => {});
+    await t.remove(tmp).catch(() => {});
+    await removeDisks(spec, [node], lab.plan).catch(() => {});
+  }
+}
+
+/** Keeps the KEEP most recently used snapshots in `dir`, and removes temporary files older than an hour (a run killed while making one). */
+async function prune(node: LabNode, dir: string): Promise<void> {
+  await node.transport.run(
+    ['sh', '-c', `cd "$1" || exit 0; ls -1t -- *.vmstate 2>/dev/null | tail -n +${KEEP + 1} | while read -r f; do rm -f -- "$f"; done; find . -maxdepth 1 -name '*.vmstate.tmp-*' -mmin +60 -delete`, 'sh', dir],
+    { check: false },
+  );
+}
+
+/**
+ * Starts `guest` on `node` from `snap`: its QEMU with its own disks (already created), the
+ * snapshot's state loaded, the guest running and given its identity. Throws (with nothing of
+ * the new QEMU left) when any step fails.
+ */
+export async function restoreFrom(lab: StartedLab, guest: GuestSpec, node: LabNode, snap: Snapshot, opts: { signal?: AbortSignal; qmpTimeoutMs?: number } = {}): Promise<QemuProcess> {
+  const t = node.transport;
+  const launch = launchFor(lab, guest, node, { incoming: true });
+  const proc = await QemuProcess.start({ node: node.name, transport: t, dir: node.plan.dir, bridge: node.plan.bridge }, launch, lab.ledger, { owner: self, qmpTimeoutMs: opts.qmpTimeoutMs });
+  try {
+    await proc.qmp.execute('migrate-incoming', { uri: `exec:cat ${shQuote(snap.file)}` });
+    await migrationDone(proc.qmp, `${guest.name}'s state to load from ${snap.file}`, 60_000, opts.signal);
+    const st = await proc.qmp.execute<{ status: string }>('query-status');
+    if (st.status === 'paused' || st.status === 'prelaunch') await proc.qmp.execute('cont');
+    else if (st.status !== 'running') throw new MigralabError('LAB', `${guest.name} restored from ${snap.file} is ${st.status}`);
+    await using sh = await GuestShell.connect(launch.ctlSocket, { timeoutMs: 20_000, signal: opts.signal, open: () => t.connect(launch.ctlSocket) });
+    // The guest's clock is the template's: the host's time now, as a boot reads the RTC (off by the shell's latency, a boot by up to a second)
+    const clock = await sh.exec(`mlprobe settime ${hostNowNs()}`, { timeoutMs: 10_000, signal: opts.signal });
+    if (clock.status !== 0) throw new MigralabError('LAB', `${guest.name} restored from a snapshot: setting its clock failed: ${clock.output.trim()}`);
+    const r = await sh.exec(`/bin/${IDENTITY_PROGRAM} restore ${randomBytes(32).toString('hex')}`, { timeoutMs: 30_000, signal: opts.signal });
+    const line = r.output.trim().split('\n').pop() ?? '';
+    if (r.status !== 0 || !line.startsWith(`MIGRALAB-READY ${guest.name}`)) throw new MigralabError('LAB', `${guest.name} restored from a snapshot did not take its identity: ${r.output.trim() || `exit ${r.status}`}`);
+    return proc;
+  } catch (e) {
+    await proc.quit().catch(() => {});
+    if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while ${guest.name} was restored from a snapshot`);
+    throw e;
+  }
+}
+
+/** A snapshot that did not load is removed: the next guest of its shape makes a new one. */
+export async function discardSnapshot(node: LabNode, snap: Snapshot): Promise<void> {
+  await node.transport.remove(snap.file).catch(() => {});
+}
