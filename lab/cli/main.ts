@@ -201,13 +201,14 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
     .option('--quiet', 'no progress lines')
     .option('--skip-doctor', "do not check the tutorial's preconditions first (for experts)")
     .option('--boot <mode>', 'how guests start: snapshot (restored from a booted snapshot made once per guest size and cached with the image; qemu driver) or cold (every guest boots its kernel)', 'snapshot')
-    .action(async (file: string, o: { topology?: string; resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean; skipDoctor?: boolean; boot: string }) => {
+    .option('--no-overlap', "do not prepare an iteration's guest while the previous iteration (another guest) runs its last checks")
+    .action(async (file: string, o: { topology?: string; resultsDir?: string; keepLab?: boolean; json?: boolean; quiet?: boolean; skipDoctor?: boolean; boot: string; overlap: boolean }) => {
       if (o.boot !== 'snapshot' && o.boot !== 'cold') throw new MigralabError('USAGE', `--boot: expected snapshot or cold, got "${o.boot}"`);
       const { runScenario } = await import('../runner/run.ts');
       const { consoleReporter, summaryTable } = await import('../results/reporters/console.ts');
       const rep = consoleReporter({ tty: process.stderr.isTTY === true, quiet: o.quiet });
       try {
-        const r = await runScenario({ scenarioFile: file, topologyFile: o.topology, resultsDir: o.resultsDir, keepLab: o.keepLab, skipDoctor: o.skipDoctor, boot: o.boot, signal, events: rep });
+        const r = await runScenario({ scenarioFile: file, topologyFile: o.topology, resultsDir: o.resultsDir, keepLab: o.keepLab, skipDoctor: o.skipDoctor, boot: o.boot, overlap: o.overlap, signal, events: rep });
         rep.close();
         const { formatThresholds } = await import('../results/thresholds.ts');
         if (o.json) print(JSON.stringify(r.results, null, 2));

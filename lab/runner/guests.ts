@@ -102,7 +102,8 @@ export class GuestSlot {
   unreplaceable: string | undefined;
   /** How many times a broken guest was replaced by a fresh boot in this run. */
   replaced = 0;
-
+  /** The source's disk copies of the last migration being removed: what went wrong, if anything. */
+  released: Promise<string | undefined> = Promise.resolve(undefined);
 
   constructor(
     readonly spec: GuestSpec,
@@ -165,6 +166,7 @@ export class GuestSlot {
 
   /** Stops the guest wherever it runs and removes its disks on every node. */
   async destroy(): Promise<void> {
+    await this.released;
     await this.current?.stop().catch(() => {});
     this.current = undefined;
     await this.driver.destroy(this.spec).catch(() => {});

@@ -39,6 +39,17 @@ export interface IterationContext {
   onMigrate?: (edge: 'start' | 'end') => void;
   /** Other migrations leave the same source node at the same time (a drain with concurrency > 1): its byte counters are theirs too. */
   concurrentFromSource?: string;
+  /**
+   * Awaited once this iteration's guest is prepared, right before its measurement window opens
+   * (the ping starts): the previous iteration (another guest) runs its last checks meanwhile.
+   */
+  waitTurn?: () => Promise<void>;
+  /**
+   * Called once what this iteration measures in and around its guest is read (the ping gap
+   * closed, the guest's clock and pause probe after the migration): from then on the next
+   * iteration may prepare its guest. Called at the latest when the iteration returns.
+   */
+  measured?: () => void;
   /** Extra observers of the migration's events (tests). */
   hooks?: { migrationEvents?: MigrationEvents; afterMigration?(at: { index: number; instance: Instance }): Promise<void> };
 }
@@ -117,6 +128,9 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   let workloadReport: WorkloadReport | undefined;
   let pause: RunningPauseProbe | undefined;
   let probe: { offsetMiB: number; md5: string };
+  const leftBehind = await slot.released;
+  slot.released = Promise.resolve(undefined);
+  if (leftBehind) obs.notes.push(leftBehind);
   try {
     probe = await slot.writeProbe(place.index);
     obs.checks.probe = { offsetMiB: probe.offsetMiB, before: probe.md5 };
@@ -137,6 +151,32 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     return { result: toIteration({ ...obs, notMigrated: slot.broken ?? `preparing the guest failed: ${msg}` }), interrupted: false };
   }
 
+  // The guest's view, read wherever it runs now (destination, or source after a failure); this
+  // also stops its pause probe (and a workload still running), so nothing runs on into the next
+  // iteration. Once: after the ping gap closed, or at the end when the iteration failed.
+  let viewed = false;
+  const readGuestView = async (): Promise<void> => {
+    if (viewed || slot.broken) return;
+    viewed = true;
+    try {
+      await using sh = await slot.shell(ctx.signal);
+      obs.guestView.after = await clockOffset(sh);
+      if (pause) obs.guestView.pause = await stopPauseProbe(sh, pause);
+      pause = undefined;
+      if (workload) workloadReport = await stopWorkload(sh, workload);
+      workload = undefined;
+    } catch (e) {
+      if (isInterrupt(e)) throw e;
+      obs.notes.push(`guest view not measured: ${(e as Error).message}`);
+    }
+  };
+  try {
+    await ctx.waitTurn?.();
+  } catch (e) {
+    await stopGuestSide(slot, workload, pause);
+    if (isInterrupt(e)) return { result: toIteration({ ...obs, failure: { message: 'interrupted before the migration', kind: 'interrupted', detectedAfterMs: null } }), interrupted: true };
+    throw e;
+  }
   const windowStart = performance.now();
   const ping = PingProbe.start({ transport: ctx.lab.observer(), target: slot.spec.ip, intervalMs: ctx.pingIntervalMs });
   let outcome: MigrationOutcome | undefined;
@@ -205,7 +245,11 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       await before.stop();
       obs.checks.sourceGone = await before.gone();
       obs.guestOn = { node: destination.name, status: obs.checks.destinationStatus };
-      await slot.driver.releaseNode(slot.spec, source);
+      // in the background: awaited before this guest's next iteration (it may come back to this node)
+      slot.released = slot.driver.releaseNode(slot.spec, source).then(
+        () => undefined,
+        (e: Error) => `the guest's disk copies left on ${source.name} by iteration ${place.index + 1} were not removed: ${e.message}`,
+      );
     } else if (workload) {
       // Failed: the guest stayed on the source; its writer's check proves the source's RAM.
       try {
@@ -223,6 +267,9 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
       () => true,
       () => false,
     );
+    // The guest's own view of the migration, read wherever it runs now, while the ping goes on.
+    await readGuestView();
+    ctx.measured?.();
     // Data written before the migration reads back identical (not asked of a guest that already stopped answering: that would only wait out another timeout).
     if (slot.broken) obs.notes.push(`disk probe not read back: ${slot.broken}`);
     else obs.checks.probe!.after = await slot.readProbe(probe.offsetMiB);
@@ -252,19 +299,9 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     obs.pingCpuMs = pingCpu ?? null;
   }
 
-  // The guest's view, read wherever it runs now (destination, or source after a failure);
-  // this also stops its pause probe (and a workload still running), so nothing runs on into the next iteration.
-  if (!slot.broken && !interrupted)
-    try {
-      await using sh = await slot.shell(ctx.signal);
-      obs.guestView.after = await clockOffset(sh);
-      if (pause) obs.guestView.pause = await stopPauseProbe(sh, pause);
-      pause = undefined;
-      if (workload) workloadReport = await stopWorkload(sh, workload);
-      workload = undefined;
-    } catch (e) {
-      obs.notes.push(`guest view not measured: ${(e as Error).message}`);
-    }
+  // Not read yet when the migration failed or the checks threw: read now (on the source after a failure).
+  if (!interrupted) await readGuestView();
+  ctx.measured?.();
   await stopGuestSide(slot, workload, pause);
   obs.guestView.workload = workloadReport;
   if (settings.verify.ram) obs.checks.ram = workloadReport?.memory?.ram ?? null;

@@ -67,6 +67,8 @@ export interface RunOptions {
   skipDoctor?: boolean;
   /** Extra hooks per iteration (fault injection). */
   iterationHooks?: Parameters<typeof runIteration>[0]['hooks'];
+  /** Let an iteration prepare its guest while the previous one (another guest) runs its last checks (default true; overlapsWith says when). */
+  overlap?: boolean;
   /** How guests start (default `snapshot`: restored from a booted snapshot where the driver can; `cold`: every guest boots its kernel). */
   boot?: BootMode;
 }
@@ -118,6 +120,17 @@ export function hostMemoryRefusal(cells: readonly Cell[], guestMemory: number, m
   if (need <= memAvailable) return null;
   const gib = (b: number) => `${(b / 1024 ** 3).toFixed(1)}GiB`;
   return `guest.memory: ${guests} guest(s) of ${gib(guestMemory)} plus a destination during each migration need ${gib(need)}, and this host has ${gib(memAvailable)} available (MemAvailable in /proc/meminfo)`;
+}
+
+/**
+ * Whether an iteration on `slot` may prepare its guest (probe write, workload, clocks) while
+ * `prev` runs its last checks (its disk probe read back, the last ping replies): only for
+ * another guest that does not need replacing, with the same link conditions (applying them
+ * would reshape the link under the previous ping), and with no fault in either (a fault's
+ * undoing ends the previous one).
+ */
+export function overlapsWith(prev: { slot: GuestSlot; cell: Cell }, slot: GuestSlot, cell: Cell): boolean {
+  return prev.slot !== slot && !slot.broken && !prev.cell.fault && !cell.fault && JSON.stringify(prev.cell.settings.link) === JSON.stringify(cell.settings.link);
 }
 
 /** results.sizing from the run's CPU usage, wall time and the QEMUs' peaks. */
@@ -259,31 +272,60 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       step(bootSummary(booted));
 
       const order = plan(scenario);
-      for (const [index, { cell, repetition }] of order.entries()) {
-        if (opts.signal?.aborted) throw interruptedError();
-        const slot = slots.get(slotKey(cell))!;
-        const source = slot.current?.node ?? first;
-        let replaced: string | undefined;
-        if (slot.broken && !slot.unreplaceable) {
-          step(`replacing ${slot.name} with a fresh boot on ${source.name}: ${slot.broken}`);
-          replaced = await slot.replace(source, { signal: opts.signal }).catch((e) => {
-            if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
-            step(`could not replace ${slot.name}: ${(e as Error).message}`);
-            return undefined;
-          });
+      // The iteration before this one, while it runs its last checks: this one may prepare its
+      // own guest meanwhile (overlapsWith), and opens its window once that one is done.
+      let prev: { slot: GuestSlot; cell: Cell; measured: Promise<void>; done: Promise<boolean> } | undefined;
+      const running: Promise<boolean>[] = [];
+      try {
+        for (const [index, { cell, repetition }] of order.entries()) {
+          if (opts.signal?.aborted) throw interruptedError();
+          const slot = slots.get(slotKey(cell))!;
+          const overlap = prev !== undefined && opts.overlap !== false && !opts.iterationHooks && overlapsWith(prev, slot, cell);
+          if (prev) {
+            if (await (overlap ? prev.measured.then(() => false) : prev.done)) throw interruptedError();
+            if (opts.signal?.aborted) throw interruptedError();
+          }
+          const source = slot.current?.node ?? first;
+          let replaced: string | undefined;
+          if (slot.broken && !slot.unreplaceable) {
+            step(`replacing ${slot.name} with a fresh boot on ${source.name}: ${slot.broken}`);
+            replaced = await slot.replace(source, { signal: opts.signal }).catch((e) => {
+              if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+              step(`could not replace ${slot.name}: ${(e as Error).message}`);
+              return undefined;
+            });
+          }
+          const destination = destinationFor(scenario.placement, computes, source);
+          if (!overlap) linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
+          // The previous iteration ends (and prints its end) before this one says it starts.
+          const before = prev?.done ?? Promise.resolve(false);
+          let started = false;
+          const start = async () => {
+            if (await before) throw interruptedError();
+            if (started) return;
+            started = true;
+            ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
+          };
+          let measured!: () => void;
+          const measuredP = new Promise<void>((r) => (measured = r));
+          const done = runIteration({ ...iterationCtx, events: { progress: ev.progress }, waitTurn: start, measured }, slot, { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) })
+            .then(async ({ result, interrupted }) => {
+              await start().catch(() => {});
+              results.iterations.push(result);
+              await save();
+              ev.iterationEnd?.(result);
+              return interrupted;
+            })
+            .finally(() => measured());
+          prev = { slot, cell, measured: measuredP, done };
+          running.push(done);
         }
-        const destination = destinationFor(scenario.placement, computes, source);
-        ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
-        linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
-        const { result, interrupted } = await runIteration(
-          { ...iterationCtx, events: { progress: ev.progress } },
-          slot,
-          { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) },
-        );
-        results.iterations.push(result);
-        await save();
-        ev.iterationEnd?.(result);
-        if (interrupted) throw interruptedError();
+      } finally {
+        // the last one, or one still running when an earlier one threw; an error other than Ctrl-C is not swallowed
+        const settled = await Promise.allSettled(running);
+        if (settled.some((r) => (r.status === 'fulfilled' ? r.value : r.reason instanceof MigralabError && r.reason.code === 'INTERRUPTED'))) results.interrupted = true;
+        const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof MigralabError && r.reason.code === 'INTERRUPTED'));
+        if (failure) throw failure.reason;
       }
     }
   } catch (e) {

@@ -1,7 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import { snapshotKey, templateSpec } from '../../../lab/migrate/qemu/snapshot.ts';
-import { bootSummary, guestSpec } from '../../../lab/runner/guests.ts';
+import { bootSummary, guestSpec, GuestSlot } from '../../../lab/runner/guests.ts';
+import { overlapsWith } from '../../../lab/runner/run.ts';
+import { expandCells } from '../../../lab/runner/matrix.ts';
+import { scenarioSchema } from '../../../lab/config/scenario.ts';
 import { identityScript, initScript } from '../../../lab/image/init.ts';
+import type { MigrationDriver } from '../../../lab/migrate/types.ts';
 
 const MiB = 2 ** 20;
 const build = { id: 'system', binary: '/usr/bin/qemu-system-x86_64', firmwareDirs: [], version: '10.0.2', versionText: 'QEMU emulator version 10.0.2' };
@@ -49,5 +53,26 @@ describe('booted snapshots', () => {
     expect(bootSummary({ wallMs: 12000, guests: [g('snapshot', 10500), g('snapshot', 10500)] })).toBe('guests up in 12.0 s (restored from a booted snapshot; the snapshot was made first, in 10.5 s)');
     expect(bootSummary({ wallMs: 9000, guests: [g('cold'), g('snapshot')] })).toBe('guests up in 9.0 s (1 of 2 restored from a booted snapshot, the others booted cold)');
     expect(bootSummary({ wallMs: 9000, guests: [g('cold')] })).toBe('guests up in 9.0 s (booted cold)');
+  });
+});
+
+describe('overlapping iterations', () => {
+  const driver = {} as MigrationDriver;
+  const cells = (o: object = {}) => expandCells(scenarioSchema.parse({ name: 's', ...o }));
+  it('only for another guest, with the same link and no fault on either side', () => {
+    const [block, shared] = cells();
+    const a = new GuestSlot(spec(), driver);
+    const b = new GuestSlot(spec({ name: 'shared-vm', strategy: 'shared' }), driver);
+    expect(overlapsWith({ slot: a, cell: block! }, b, shared!)).toBe(true);
+    expect(overlapsWith({ slot: a, cell: block! }, a, block!)).toBe(false);
+    b.broken = 'stopped answering';
+    expect(overlapsWith({ slot: a, cell: block! }, b, shared!)).toBe(false);
+    b.broken = undefined;
+    const slow = cells({ link: { rate: '100Mbit' } });
+    expect(overlapsWith({ slot: a, cell: block! }, b, slow[1]!)).toBe(false);
+    const faulty = cells({ faults: [{ kind: 'kill-destination', afterMs: 100 }] });
+    const withFault = faulty.find((c) => c.fault)!;
+    expect(overlapsWith({ slot: a, cell: withFault }, b, shared!)).toBe(false);
+    expect(overlapsWith({ slot: a, cell: block! }, b, withFault)).toBe(false);
   });
 });
