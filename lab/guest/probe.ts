@@ -23,7 +23,6 @@ import {
   newGuestRunId,
   numberField,
   parseStatusFields,
-  removeGuestFiles,
   startGuestProgram,
   stopGuestPrograms,
   type GuestProcess,
@@ -96,9 +95,8 @@ export async function startPauseProbe(shell: GuestShell, opts: { periodUs?: numb
 
 /** Stops the probe and returns what it saw (any connection to the same guest). */
 export async function stopPauseProbe(shell: GuestShell, running: RunningPauseProbe): Promise<PauseProbeReport> {
-  const [got] = await stopGuestPrograms(shell, [running]);
+  const [got] = await stopGuestPrograms(shell, [running], { remove: true });
   const { state: _state, pid: _pid, ...report } = parsePauseProbeStatus(finalStatus(running, got!));
-  await removeGuestFiles(shell, [running]);
   return report;
 }
 

@@ -199,12 +199,13 @@ export async function startGuestProgram(
   const f = shq(files.statusFile);
   const l = shq(files.logFile);
   const script = [
-    `rm -f ${f} ${f}.tmp`,
+    // builtins where they do (read, not cut): every fork costs under TCG
+    `[ ! -e ${f} ] && [ ! -e ${f}.tmp ] || rm -f ${f} ${f}.tmp`,
     `${argv.map(shq).join(' ')} >${l} 2>&1 </dev/null &`,
     'p=$!',
     'i=0',
     `while [ ! -s ${f} ]; do`,
-    '  s=$(cut -d" " -f3 /proc/$p/stat 2>/dev/null)',
+    '  s=; read -r _ _ s _ </proc/$p/stat 2>/dev/null',
     `  if [ -z "$s" ] || [ "$s" = Z ]; then echo "@@exited"; cat ${l}; rm -f ${f} ${f}.tmp ${l}; exit 1; fi`,
     `  i=$((i + 1)); if [ $i -ge ${polls} ]; then echo "@@timeout"; kill $p; cat ${l}; exit 1; fi`,
     '  sleep 0.05',
@@ -224,35 +225,43 @@ export async function startGuestProgram(
 /**
  * Sends SIGTERM to every program (only if its PID still runs that program), waits until
  * each wrote its final status line (or is gone), and returns each one's last status line
- * ('' when there is none) and log, in the given order.
+ * ('' when there is none) and log, in the given order; with `remove`, their files are removed
+ * in the same command. The script uses the shell's builtins where it can (read, kill, case):
+ * right after a migration every fork and exec in the guest is slow (the destination's TCG has
+ * translated nothing yet), and this runs there first.
  */
 export async function stopGuestPrograms(
   shell: GuestShell,
   procs: readonly GuestProcess[],
-  opts: { stopTimeoutMs?: number } = {},
+  opts: { stopTimeoutMs?: number; remove?: boolean } = {},
 ): Promise<{ status: string; log: string }[]> {
   if (procs.length === 0) return [];
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const polls = Math.max(1, Math.ceil(stopTimeoutMs / 50));
-  const ours = (p: GuestProcess) => `case "$(tr '\\0' ' ' </proc/${p.pid}/cmdline 2>/dev/null)" in *${p.program}*) true ;; *) false ;; esac`;
+  // /proc/PID/cmdline holds NUL-separated words; read keeps the first, the program's name
+  const ours = (p: GuestProcess) => `c=; read -r c </proc/${p.pid}/cmdline 2>/dev/null; case "$c" in *${p.program}*) true ;; *) false ;; esac`;
   const lines: string[] = [];
   for (const p of procs) lines.push(`if ${ours(p)}; then kill -TERM ${p.pid}; fi`);
   procs.forEach((p, i) => {
     const f = shq(p.statusFile);
     lines.push(
       'i=0',
-      `while ! grep -qE '^state=(final|error) ' ${f} 2>/dev/null && [ $i -lt ${polls} ]; do`,
-      `  s=$(cut -d" " -f3 /proc/${p.pid}/stat 2>/dev/null)`,
-      `  if [ -z "$s" ] || [ "$s" = Z ] || ! ${ours(p)}; then break; fi`,
-      '  i=$((i + 1)); sleep 0.05',
+      'while :; do',
+      `  l=; read -r l <${f} 2>/dev/null`,
+      '  case "$l" in "state=final "*|"state=error "*) break ;; esac',
+      `  s=; read -r _ _ s _ </proc/${p.pid}/stat 2>/dev/null`,
+      `  if [ -z "$s" ] || [ "$s" = Z ] || ! { ${ours(p)}; }; then break; fi`,
+      `  i=$((i + 1)); [ $i -lt ${polls} ] || break`,
+      '  sleep 0.05',
       'done',
       `echo "@@status ${i}"`,
-      `cat ${f} 2>/dev/null`,
+      `l=; read -r l <${f} 2>/dev/null; [ -z "$l" ] || echo "$l"`,
       `echo "@@log ${i}"`,
-      `tail -c 2000 ${shq(p.logFile)} 2>/dev/null`,
+      `[ ! -s ${shq(p.logFile)} ] || tail -c 2000 ${shq(p.logFile)}`,
     );
   });
   lines.push('echo "@@end"');
+  if (opts.remove) lines.push(`rm -f ${guestFileList(procs).map(shq).join(' ')}`);
   const r = await shell.exec(lines.join('\n'), { timeoutMs: stopTimeoutMs * procs.length + 10_000 });
   return splitStopOutput(r.output, procs.length);
 }
@@ -274,8 +283,12 @@ export function splitStopOutput(output: string, count: number): { status: string
 /** Removes the guest files of stopped programs. */
 export async function removeGuestFiles(shell: GuestShell, procs: readonly GuestProcess[]): Promise<void> {
   if (procs.length === 0) return;
-  const files = procs.flatMap((p) => [p.statusFile, `${p.statusFile}.tmp`, p.logFile]);
-  await shell.exec(`rm -f ${files.map(shq).join(' ')}`, { timeoutMs: 10_000 });
+  await shell.exec(`rm -f ${guestFileList(procs).map(shq).join(' ')}`, { timeoutMs: 10_000 });
+}
+
+/** Every file a guest program leaves: its status (and the temporary one it renames), its log. */
+function guestFileList(procs: readonly GuestProcess[]): string[] {
+  return procs.flatMap((p) => [p.statusFile, `${p.statusFile}.tmp`, p.logFile]);
 }
 
 /** The final status line of a stopped program, or an error that says what happened instead. */
@@ -366,12 +379,10 @@ export function workloadReport(final: { memory?: string; disk?: string }): Workl
 /** Stops the workload's programs and reads back what they did (any connection to the same guest). */
 export async function stopWorkload(shell: GuestShell, w: RunningWorkload): Promise<WorkloadReport> {
   const procs = [w.memory, w.disk].filter((p): p is GuestProcess => p !== undefined);
-  const got = await stopGuestPrograms(shell, procs);
+  const got = await stopGuestPrograms(shell, procs, { remove: true });
   const final: { memory?: string; disk?: string } = {};
   let i = 0;
   if (w.memory) final.memory = finalStatus(w.memory, got[i++]!);
   if (w.disk) final.disk = finalStatus(w.disk, got[i++]!);
-  const report = workloadReport(final);
-  await removeGuestFiles(shell, procs);
-  return report;
+  return workloadReport(final);
 }
