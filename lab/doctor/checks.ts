@@ -31,6 +31,8 @@ export interface DoctorOptions {
   diskDataBytes: number;
   /** nova's disk_over_commit: count the actual size, not the virtual size. */
   diskOverCommit?: boolean;
+  /** More ports the run migrates on (a drain's guests each have their own): probed like the defaults. */
+  extraPorts?: readonly { port: number; what: string }[];
 }
 
 const out = async (n: LabNode, argv: string[]) => {
@@ -86,6 +88,7 @@ export async function runDoctor(lab: StartedLab, o: DoctorOptions): Promise<Chec
   const ports = [
     { port: MIGRATION_PORT, what: 'migration (qemu driver)' },
     { port: NBD_PORT, what: 'NBD (block migration, qemu driver)' },
+    ...(o.extraPorts ?? []),
   ];
   // one listener per destination and port at a time; the destinations in parallel
   const portRows = await Promise.all(
@@ -101,7 +104,7 @@ export async function runDoctor(lab: StartedLab, o: DoctorOptions): Promise<Chec
   );
   const portResults = portRows.flat().map((r) => r.text);
   const portsOk = portRows.flat().every((r) => r.ok);
-  checks.push({ name: 'migration-ports', title: 'migration and NBD ports reachable both ways', status: portsOk ? 'pass' : 'fail', detail: portResults.join('; '), fix: 'open TCP 4444 and 10809 between the nodes (a firewall or an nftables rule blocks them)' });
+  checks.push({ name: 'migration-ports', title: 'migration and NBD ports reachable both ways', status: portsOk ? 'pass' : 'fail', detail: portResults.join('; '), fix: `open TCP ${ports.map((p) => p.port).join(', ')} between the nodes (a firewall or an nftables rule blocks them)` });
   if (useLibvirt) {
     const lv = await Promise.all(
       pairs(nodes).map(async ([a, b]) => {

@@ -225,7 +225,14 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     for (const d of scenario.drivers) drivers.set(d, await createDriver(d, lab, step, { boot: opts.boot }));
     if (scenario.drivers.includes('libvirt')) results.environment.libvirtVersion = lab.info.environment.libvirtVersion ?? null;
     if (!opts.skipDoctor) {
-      const checks = await runDoctor(lab, { drivers: scenario.drivers, diskBytes: scenario.guest.disk, diskDataBytes: scenario.guest.diskData });
+      // a drain's guests each migrate on ports of their own (qemu driver): those must be open too
+      const extraPorts = isDrain(scenario.placement) && scenario.drivers.includes('qemu')
+        ? Array.from({ length: scenario.guests }, (_, i) => [
+            { port: drainPorts(i).migration, what: `migration of drain guest ${i + 1}` },
+            { port: drainPorts(i).nbd, what: `NBD of drain guest ${i + 1}` },
+          ]).flat()
+        : [];
+      const checks = await runDoctor(lab, { drivers: scenario.drivers, diskBytes: scenario.guest.disk, diskDataBytes: scenario.guest.diskData, extraPorts });
       const failed = checks.filter((c) => c.status === 'fail');
       if (failed.length)
         throw new MigralabError('PREREQ', `the lab fails ${failed.length === 1 ? 'a precondition' : 'preconditions'} of live migration (migralab doctor): ${failed.map((c) => `${c.name}: ${c.detail} → ${c.fix}`).join('; ')}. Fix it, or run with --skip-doctor`);

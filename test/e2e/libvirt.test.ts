@@ -142,6 +142,20 @@ describe('migralab doctor names every precondition that fails', () => {
     } finally {
       await execa('nsenter', [`--net=/run/netns/${plan.nodes[1]!.netns}`, 'nft', 'delete', 'table', 'inet', 'mltestblock']);
     }
+    // a drain's guests migrate on ports of their own: the run probes those too, and refuses before any guest starts
+    await nft('compute1', rules(4446));
+    const dir = join(plan.stateRoot, '..', 'mltest-doctor-drain');
+    try {
+      await execa('mkdir', ['-p', dir]);
+      writeFileSync(join(dir, 'drain.yaml'), `name: d\ntopology: ${join(process.cwd(), testTopologyFile)}\nstrategies: [shared]\nplacement: { drain: controller }\nguests: 2\nconcurrency: 1\n`);
+      const run = await cli(['run', join(dir, 'drain.yaml'), '--results-dir', join(dir, 'r')]);
+      expect(run.exitCode, run.all).toBe(3);
+      expect(run.stderr).toMatch(/controller → compute1:4446 migration of drain guest 2: blocked/);
+      expect(run.stderr).not.toMatch(/booting/);
+    } finally {
+      await execa('rm', ['-rf', dir]);
+      await execa('nsenter', [`--net=/run/netns/${plan.nodes[1]!.netns}`, 'nft', 'delete', 'table', 'inet', 'mltestblock']);
+    }
   }, 120_000);
 
   it('too little room on the destination: destination-room fails (virtual size), passes with disk-over-commit (actual size)', async () => {
