@@ -221,9 +221,9 @@ export function drainTable(results: Results): string[] {
 }
 
 /**
- * What the run cost its host: the harness's CPU time, each guest's QEMU peak memory, and how
+ * What the run cost its host: the harness's CPU time, each guest's QEMU peak memory, how
  * many QEMUs of the largest peak the host's available memory holds (memory alone: under TCG
- * each running guest also wants a core).
+ * each running guest also wants a core), and how its guests started.
  */
 export function sizingLine(s: Results['sizing']): string | undefined {
   if (!s) return undefined;
@@ -231,5 +231,10 @@ export function sizingLine(s: Results['sizing']): string | undefined {
   const guests = Object.entries(s.peakRssBytesByGuest);
   const largest = Math.max(0, ...guests.map(([, b]) => b));
   const fit = s.hostMemAvailableBytes !== null && largest > 0 ? `; this host had ${(s.hostMemAvailableBytes / 2 ** 30).toFixed(1)} GiB available at the start: room for ${Math.floor(s.hostMemAvailableBytes / largest)} QEMUs of ${mib(largest)} by memory alone` : '';
-  return `sizing: harness CPU ${(s.harnessCpuMs / 1000).toFixed(1)} s over ${(s.wallMs / 1000).toFixed(1)} s${guests.length ? `; QEMU peak RSS ${guests.map(([g, b]) => `${g} ${mib(b)}`).join(', ')}` : ''}${fit}`;
+  const modes = (['snapshot', 'cold'] as const).flatMap((m) => {
+    const b = (s.boot ?? []).filter((x) => x.mode === m);
+    return b.length ? [`${b.length} ${m === 'snapshot' ? 'restored from a booted snapshot' : 'booted cold'} (slowest ${(Math.max(...b.map((x) => x.ms)) / 1000).toFixed(1)} s)`] : [];
+  });
+  const boots = modes.length ? `; guests: ${modes.join(', ')}` : '';
+  return `sizing: harness CPU ${(s.harnessCpuMs / 1000).toFixed(1)} s over ${(s.wallMs / 1000).toFixed(1)} s${guests.length ? `; QEMU peak RSS ${guests.map(([g, b]) => `${g} ${mib(b)}`).join(', ')}` : ''}${fit}${boots}`;
 }

@@ -48,5 +48,8 @@ describe('console: sizing', () => {
     expect(s.harnessCpuMs).toBe(2000);
     expect(sizingLine(s)).toBe('sizing: harness CPU 2.0 s over 20.0 s; QEMU peak RSS block-vm 320.0 MiB, shared-vm 290.0 MiB; this host had 4.0 GiB available at the start: room for 12 QEMUs of 320.0 MiB by memory alone');
     expect(sizingLine(undefined)).toBeUndefined();
+    const boot = (guest: string, mode: 'snapshot' | 'cold', ms: number) => ({ guest, node: 'controller', mode, ms, snapshotMadeMs: null, note: null });
+    expect(sizingLine({ ...s, boot: [boot('block-vm', 'snapshot', 1400), boot('shared-vm', 'snapshot', 1650)] })).toMatch(/by memory alone; guests: 2 restored from a booted snapshot \(slowest 1\.6 s\)$/);
+    expect(sizingLine({ ...s, boot: [boot('block-vm', 'snapshot', 1400), boot('shared-vm', 'cold', 9000)] })).toMatch(/; guests: 1 restored from a booted snapshot \(slowest 1\.4 s\), 1 booted cold \(slowest 9\.0 s\)$/);
   });
 });
