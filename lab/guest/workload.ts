@@ -205,7 +205,7 @@ export async function startGuestProgram(
     'p=$!',
     'i=0',
     `while [ ! -s ${f} ]; do`,
-    '  s=; read -r _ _ s _ </proc/$p/stat 2>/dev/null',
+    '  s=; { read -r _ _ s _ </proc/$p/stat; } 2>/dev/null',
     `  if [ -z "$s" ] || [ "$s" = Z ]; then echo "@@exited"; cat ${l}; rm -f ${f} ${f}.tmp ${l}; exit 1; fi`,
     `  i=$((i + 1)); if [ $i -ge ${polls} ]; then echo "@@timeout"; kill $p; cat ${l}; exit 1; fi`,
     '  sleep 0.05',
@@ -238,8 +238,9 @@ export async function stopGuestPrograms(
   if (procs.length === 0) return [];
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const polls = Math.max(1, Math.ceil(stopTimeoutMs / 50));
-  // /proc/PID/cmdline holds NUL-separated words; read keeps the first, the program's name
-  const ours = (p: GuestProcess) => `c=; read -r c </proc/${p.pid}/cmdline 2>/dev/null; case "$c" in *${p.program}*) true ;; *) false ;; esac`;
+  // /proc/PID/cmdline holds NUL-separated words; read drops the NULs, the program's name is in what is left.
+  // { ...; } 2>/dev/null: a redirection's own error (a file gone) is printed before a 2>/dev/null after it applies
+  const ours = (p: GuestProcess) => `c=; { read -r c </proc/${p.pid}/cmdline; } 2>/dev/null; case "$c" in *${p.program}*) true ;; *) false ;; esac`;
   const lines: string[] = [];
   for (const p of procs) lines.push(`if ${ours(p)}; then kill -TERM ${p.pid}; fi`);
   procs.forEach((p, i) => {
@@ -247,15 +248,15 @@ export async function stopGuestPrograms(
     lines.push(
       'i=0',
       'while :; do',
-      `  l=; read -r l <${f} 2>/dev/null`,
+      `  l=; { read -r l <${f}; } 2>/dev/null`,
       '  case "$l" in "state=final "*|"state=error "*) break ;; esac',
-      `  s=; read -r _ _ s _ </proc/${p.pid}/stat 2>/dev/null`,
+      `  s=; { read -r _ _ s _ </proc/${p.pid}/stat; } 2>/dev/null`,
       `  if [ -z "$s" ] || [ "$s" = Z ] || ! { ${ours(p)}; }; then break; fi`,
       `  i=$((i + 1)); [ $i -lt ${polls} ] || break`,
       '  sleep 0.05',
       'done',
       `echo "@@status ${i}"`,
-      `l=; read -r l <${f} 2>/dev/null; [ -z "$l" ] || echo "$l"`,
+      `l=; { read -r l <${f}; } 2>/dev/null; [ -z "$l" ] || echo "$l"`,
       `echo "@@log ${i}"`,
       `[ ! -s ${shq(p.logFile)} ] || tail -c 2000 ${shq(p.logFile)}`,
     );

@@ -240,6 +240,13 @@ export const iterationSchema = z.object({
   }),
   /** Why a figure is missing, or anything odd seen while measuring. */
   notes: z.array(z.string()),
+  /**
+   * True when this iteration's guest was prepared (probe MiB, RAM writer, pause probe, clock)
+   * while the previous iteration, on another guest, ran its last checks; its own window opened
+   * only after that one ended. Absent: prepared alone (run --no-overlap, the first iteration,
+   * a change of link, a fault, a replaced guest), or results written before.
+   */
+  overlapped: z.boolean().optional(),
 });
 
 const descriptionSchema = z.object({ n: z.number().int(), median: z.number().optional(), min: z.number().optional(), max: z.number().optional() });

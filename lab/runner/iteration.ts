@@ -168,6 +168,8 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     } catch (e) {
       if (isInterrupt(e)) throw e;
       obs.notes.push(`guest view not measured: ${(e as Error).message}`);
+      // a shell that no longer answers: no later check waits out another timeout on it
+      if (e instanceof GuestTimeout) slot.broken ??= `guest ${slot.name} stopped answering after iteration ${place.index + 1}: ${(e as Error).message}`;
     }
   };
   try {
@@ -300,7 +302,12 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
   }
 
   // Not read yet when the migration failed or the checks threw: read now (on the source after a failure).
-  if (!interrupted) await readGuestView();
+  if (!interrupted)
+    await readGuestView().catch((e) => {
+      if (!isInterrupt(e)) throw e;
+      interrupted = true;
+      obs.failure ??= { message: 'interrupted (Ctrl-C) during the iteration', kind: 'interrupted', detectedAfterMs: null };
+    });
   ctx.measured?.();
   await stopGuestSide(slot, workload, pause);
   obs.guestView.workload = workloadReport;

@@ -281,15 +281,21 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       const order = plan(scenario);
       // The iteration before this one, while it runs its last checks: this one may prepare its
       // own guest meanwhile (overlapsWith), and opens its window once that one is done.
-      let prev: { slot: GuestSlot; cell: Cell; measured: Promise<void>; done: Promise<boolean> } | undefined;
+      let prev: { slot: GuestSlot; cell: Cell; measured: Promise<void>; done: Promise<boolean>; failed: { error?: unknown } } | undefined;
       const running: Promise<boolean>[] = [];
       try {
         for (const [index, { cell, repetition }] of order.entries()) {
           if (opts.signal?.aborted) throw interruptedError();
           const slot = slots.get(slotKey(cell))!;
-          const overlap = prev !== undefined && opts.overlap !== false && !opts.iterationHooks && overlapsWith(prev, slot, cell);
+          let overlap = prev !== undefined && opts.overlap !== false && !opts.iterationHooks && overlapsWith(prev, slot, cell);
           if (prev) {
-            if (await (overlap ? prev.measured.then(() => false) : prev.done)) throw interruptedError();
+            if (overlap) {
+              await prev.measured;
+              // the previous iteration may have failed, or marked this guest broken (a replacement must not boot beside its last checks)
+              if (prev.failed.error) throw prev.failed.error;
+              if (!overlapsWith(prev, slot, cell)) overlap = false;
+            }
+            if (!overlap && (await prev.done)) throw interruptedError();
             if (opts.signal?.aborted) throw interruptedError();
           }
           const source = slot.current?.node ?? first;
@@ -301,30 +307,43 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
               step(`could not replace ${slot.name}: ${(e as Error).message}`);
               return undefined;
             });
+            if (replaced && slot.current?.boot) boots.push({ guest: slot.name, node: source.name, ...slot.current.boot });
           }
           const destination = destinationFor(scenario.placement, computes, source);
           if (!overlap) linkKey = await applyLink(lab, cell.settings.link, linkKey, step);
           // The previous iteration ends (and prints its end) before this one says it starts.
           const before = prev?.done ?? Promise.resolve(false);
+          const prevSlot = prev?.slot;
           let started = false;
           const start = async () => {
             if (await before) throw interruptedError();
+            // the previous guest's disk copies, removed in the background, are gone before this window opens
+            await prevSlot?.released;
             if (started) return;
             started = true;
             ev.iterationStart?.({ index, total: order.length, strategy: cell.strategy, cell: cell.label, repetition, source: source.name, destination: destination.name, address: slot.spec.ip });
           };
           let measured!: () => void;
           const measuredP = new Promise<void>((r) => (measured = r));
+          const failed: { error?: unknown } = {};
           const done = runIteration({ ...iterationCtx, events: { progress: ev.progress }, waitTurn: start, measured }, slot, { index, repetition, cell, source, destination, ...(replaced ? { replaced } : {}) })
             .then(async ({ result, interrupted }) => {
+              const prevInterrupted = await before.catch(() => true);
+              // prepared beside an iteration that Ctrl-C then ended: it never began, so it is not recorded
+              if (prevInterrupted && !started && interrupted) return true;
               await start().catch(() => {});
-              results.iterations.push(result);
+              results.iterations.push({ ...result, ...(overlap ? { overlapped: true } : {}) });
               await save();
               ev.iterationEnd?.(result);
               return interrupted;
             })
+            .catch((e: unknown) => {
+              // recorded before `measured` lets the next iteration go on
+              failed.error = e;
+              throw e;
+            })
             .finally(() => measured());
-          prev = { slot, cell, measured: measuredP, done };
+          prev = { slot, cell, measured: measuredP, done, failed };
           running.push(done);
         }
       } finally {

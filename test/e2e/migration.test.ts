@@ -59,6 +59,16 @@ describe('block vs shared migration, end to end', () => {
     expect(stdout).toMatch(/sizing: harness CPU \d+\.\d s over \d+\.\d s; QEMU peak RSS .*room for \d+ QEMUs of/);
   });
 
+  it('prepared each guest while the previous iteration (the other guest) ran its last checks, never during its window', () => {
+    expect(results.iterations.map((i) => i.overlapped ?? false)).toEqual([false, true, true, true, true, true]);
+    // windows one after another: each starts after the previous one's ping window ended
+    for (let k = 1; k < results.iterations.length; k++) {
+      const a = results.iterations[k - 1]!;
+      const b = results.iterations[k]!;
+      expect(Date.parse(b.ping.maxGapStart!)).toBeGreaterThan(Date.parse(a.ping.maxGapEnd!));
+    }
+  });
+
   it('ran interleaved, back and forth between the nodes', () => {
     expect(results.iterations.map((i) => [i.strategy, i.repetition, i.source, i.destination])).toEqual([
       ['block', 1, 'controller', 'compute1'],

@@ -33,7 +33,7 @@ import {
 } from '../types.ts';
 import { eventDowntimeMs, readCompletion, type CompletionReading } from './completion.ts';
 import { QemuInstance, launchFor } from './instance.ts';
-import { discardSnapshot, ensureSnapshot, restoreFrom, type Snapshot } from './snapshot.ts';
+import { discardSnapshot, ensureSnapshot, restoreFrom, snapshotKey, SnapshotLoadError, type Snapshot } from './snapshot.ts';
 import { LONG_QMP_MS, SAMPLE_MS, stepsFor, type Qmp, type StorageSteps, type TlsCreds } from './storage.ts';
 import type { DiskSpec } from '../../qemu/argv.ts';
 import { effectiveTunables, tunablesFor } from './tunables.ts';
@@ -51,6 +51,8 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 export class QemuDriver implements MigrationDriver {
   readonly name = 'qemu' as const;
+  /** Shapes (snapshot keys) whose restore failed in this process, and why: their guests boot cold. */
+  private readonly restoreFailed = new Map<string, string>();
 
   constructor(
     private readonly lab: StartedLab,
@@ -60,7 +62,9 @@ export class QemuDriver implements MigrationDriver {
   async launch(guest: GuestSpec, node: LabNode, opts: LaunchOptions = {}): Promise<Instance> {
     const t0 = performance.now();
     let note: string | null = null;
-    if ((this.opts.boot ?? 'snapshot') === 'snapshot') {
+    const failedBefore = this.restoreFailed.get(snapshotKey(guest));
+    if (failedBefore) note = `not restored from a snapshot (a restore of this shape failed earlier in this run: ${failedBefore}); booted cold`;
+    else if ((this.opts.boot ?? 'snapshot') === 'snapshot') {
       let snap: Snapshot | undefined;
       try {
         snap = await ensureSnapshot(this.lab, guest, node, { signal: opts.signal, progress: this.opts.progress });
@@ -72,8 +76,10 @@ export class QemuDriver implements MigrationDriver {
       } catch (e) {
         if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
         if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while ${guest.name} started on ${node.name}`, { cause: e });
-        // a snapshot that was made but would not load is not kept: the next guest of this shape makes a new one
-        if (snap) await discardSnapshot(node, snap);
+        // A snapshot that would not load is not kept: the next run makes a new one. Whatever
+        // failed, this run boots the later guests of this shape cold rather than pay again.
+        if (snap && e instanceof SnapshotLoadError) await discardSnapshot(node, snap);
+        this.restoreFailed.set(snapshotKey(guest), (e as Error).message);
         note = `not restored from a snapshot (${(e as Error).message}); booted cold`;
         this.opts.progress?.(`${guest.name}: ${note}`);
       }

@@ -34,9 +34,7 @@ import { launchFor } from './instance.ts';
 
 /** Bumped when what a snapshot holds or how it is made changes. */
 const SNAPSHOT_FORMAT = 2;
-const TEMPLATE_NAME = 'ml-snapshot';
-/** A locally administered MAC and a link-local address no lab uses: the template's placeholder identity. */
-const TEMPLATE_MAC = '02:6d:6c:00:00:01';
+/** A link-local address no lab uses: the templates' placeholder address. */
 const TEMPLATE_IP = '169.254.77.1';
 /** Snapshots kept per image directory on a node; the least recently used go first. */
 const KEEP = 8;
@@ -61,7 +59,17 @@ export function snapshotFile(guest: GuestSpec): string {
 /** The template of a guest's shape: its size, build and image, with a placeholder identity and no data. */
 export function templateSpec(guest: GuestSpec): GuestSpec {
   const { ports: _ports, ...rest } = guest;
-  return { ...rest, name: TEMPLATE_NAME, strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac: TEMPLATE_MAC, diskDataBytes: 0 };
+  // named (and its locally administered MAC made) after its key: templates of two shapes made at once on one node keep their own run files and disks
+  const key = snapshotKey(guest);
+  const mac = `02:6d:6c:${key.slice(0, 2)}:${key.slice(2, 4)}:${key.slice(4, 6)}`;
+  return { ...rest, name: `ml-snap-${key.slice(0, 8)}`, strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac, diskDataBytes: 0 };
+}
+
+/** Loading a snapshot into a guest's QEMU failed: the snapshot itself is suspect (not the guest's disks, shell or identity). */
+export class SnapshotLoadError extends MigralabError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('LAB', message, options);
+  }
 }
 
 /**
@@ -123,16 +131,19 @@ async function migrationDone(q: QemuProcess['qmp'], what: string, timeoutMs: num
  * Snapshots being made by this process, by node and key: guests booting at once wait for the
  * same one.
  */
-const making = new Map<string, Promise<Snapshot>>();
+const making = new WeakMap<StartedLab, Map<string, Promise<Snapshot>>>();
 
 /** The snapshot of `guest`'s shape on `node`, made now (a cold boot of a template) if it is not cached. */
 export function ensureSnapshot(lab: StartedLab, guest: GuestSpec, node: LabNode, opts: { signal?: AbortSignal; progress?: (m: string) => void } = {}): Promise<Snapshot> {
   const key = snapshotKey(guest);
   const id = `${node.name}:${snapshotDir(guest)}/${key}`;
-  let p = making.get(id);
+  let ofLab = making.get(lab);
+  if (!ofLab) making.set(lab, (ofLab = new Map()));
+  let p = ofLab.get(id);
   if (!p) {
-    p = findOrMake(lab, guest, node, key, opts).finally(() => making.delete(id));
-    making.set(id, p);
+    const m = ofLab;
+    p = findOrMake(lab, guest, node, key, opts).finally(() => m.delete(id));
+    m.set(id, p);
   }
   return p;
 }
@@ -151,10 +162,10 @@ async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, key:
   await t.mkdir(dir);
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
   const spec = templateSpec(guest);
-  await createDisks(spec, node, lab.plan);
   const launch = launchFor(lab, spec, node, { incoming: false });
   let proc: QemuProcess | undefined;
   try {
+    await createDisks(spec, node, lab.plan);
     proc = await QemuProcess.start({ node: node.name, transport: t, dir: node.plan.dir, bridge: node.plan.bridge }, launch, lab.ledger, { owner: self });
     const shell = await waitForGuestReady(launch.ctlSocket, { timeoutMs: 180_000, signal: opts.signal, open: () => t.connect(launch.ctlSocket) });
     try {
@@ -168,10 +179,12 @@ async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, key:
       shell.close();
     }
     await proc.qmp.execute('stop');
-    // cat writes the file and renames it once whole: the file's name appearing is what says it is complete
-    await proc.qmp.execute('migrate', { uri: `exec:cat >${shQuote(tmp)} && mv -f ${shQuote(tmp)} ${shQuote(file)}` });
+    // cat marks the file written once it has all of it (it ends as well when a migration is cut
+    // short: only a completed migration and the mark together make it the snapshot)
+    await proc.qmp.execute('migrate', { uri: `exec:cat >${shQuote(tmp)} && : >${shQuote(`${tmp}.whole`)}` });
     await migrationDone(proc.qmp, `the template's state to be written to ${tmp}`, 120_000, opts.signal);
-    await waitFor(`${file} to be complete`, async () => (await t.run(['test', '-s', file], { check: false })).exitCode === 0, { timeoutMs: 30_000, intervalMs: 20, signal: opts.signal });
+    await waitFor(`${tmp} to be written whole`, async () => (await t.run(['test', '-e', `${tmp}.whole`], { check: false })).exitCode === 0, { timeoutMs: 30_000, intervalMs: 20, signal: opts.signal });
+    await t.run(['mv', '-f', tmp, file]);
     await proc.quit();
     proc = undefined;
     await prune(node, dir);
@@ -183,7 +196,7 @@ async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, key:
     throw e;
   } finally {
     if (proc) await proc.quit().catch(() => {});
-    await t.remove(tmp).catch(() => {});
+    await t.run(['rm', '-f', tmp, `${tmp}.whole`], { check: false }).catch(() => {});
     await removeDisks(spec, [node], lab.plan).catch(() => {});
   }
 }
@@ -206,18 +219,23 @@ export async function restoreFrom(lab: StartedLab, guest: GuestSpec, node: LabNo
   const launch = launchFor(lab, guest, node, { incoming: true });
   const proc = await QemuProcess.start({ node: node.name, transport: t, dir: node.plan.dir, bridge: node.plan.bridge }, launch, lab.ledger, { owner: self, qmpTimeoutMs: opts.qmpTimeoutMs });
   try {
-    await proc.qmp.execute('migrate-incoming', { uri: `exec:cat ${shQuote(snap.file)}` });
-    await migrationDone(proc.qmp, `${guest.name}'s state to load from ${snap.file}`, 60_000, opts.signal);
-    const st = await proc.qmp.execute<{ status: string }>('query-status');
-    if (st.status === 'paused' || st.status === 'prelaunch') await proc.qmp.execute('cont');
-    else if (st.status !== 'running') throw new MigralabError('LAB', `${guest.name} restored from ${snap.file} is ${st.status}`);
+    try {
+      await proc.qmp.execute('migrate-incoming', { uri: `exec:cat ${shQuote(snap.file)}` });
+      await migrationDone(proc.qmp, `${guest.name}'s state to load from ${snap.file}`, 60_000, opts.signal);
+      const st = await proc.qmp.execute<{ status: string }>('query-status');
+      if (st.status === 'paused' || st.status === 'prelaunch') await proc.qmp.execute('cont');
+      else if (st.status !== 'running') throw new MigralabError('LAB', `${guest.name} restored from ${snap.file} is ${st.status}`);
+    } catch (e) {
+      if (opts.signal?.aborted || (e instanceof MigralabError && e.code === 'INTERRUPTED')) throw e;
+      throw new SnapshotLoadError((e as Error).message, { cause: e });
+    }
     await using sh = await GuestShell.connect(launch.ctlSocket, { timeoutMs: 20_000, signal: opts.signal, open: () => t.connect(launch.ctlSocket) });
     // The guest's clock is the template's: the host's time now, as a boot reads the RTC (off by the shell's latency, a boot by up to a second)
     const clock = await sh.exec(`mlprobe settime ${hostNowNs()}`, { timeoutMs: 10_000, signal: opts.signal });
     if (clock.status !== 0) throw new MigralabError('LAB', `${guest.name} restored from a snapshot: setting its clock failed: ${clock.output.trim()}`);
     const r = await sh.exec(`/bin/${IDENTITY_PROGRAM} restore ${randomBytes(32).toString('hex')}`, { timeoutMs: 30_000, signal: opts.signal });
-    const line = r.output.trim().split('\n').pop() ?? '';
-    if (r.status !== 0 || !line.startsWith(`MIGRALAB-READY ${guest.name}`)) throw new MigralabError('LAB', `${guest.name} restored from a snapshot did not take its identity: ${r.output.trim() || `exit ${r.status}`}`);
+    const line = (r.output.trim().split('\n').pop() ?? '').trim();
+    if (r.status !== 0 || line !== `MIGRALAB-READY ${guest.name}`) throw new MigralabError('LAB', `${guest.name} restored from a snapshot did not take its identity: ${r.output.trim() || `exit ${r.status}`}`);
     return proc;
   } catch (e) {
     await proc.quit().catch(() => {});
