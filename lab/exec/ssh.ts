@@ -104,9 +104,6 @@ class SshProcess implements ProcessHandle {
   }
 }
 
-/** Relays per connection: sshd's default MaxSessions is 10; the rest is room for short commands on the main connection. */
-const RELAYS_PER_CONNECTION = 8;
-
 export class SshNode implements NodeTransport {
   readonly kind = 'ssh' as const;
   private client: Client | undefined;
@@ -128,21 +125,6 @@ export class SshNode implements NodeTransport {
   }
 
   private async open(): Promise<Client> {
-    const c = await this.openClient();
-    c.on('error', (e) => (this.dropped = e.message));
-    c.on('close', () => {
-      this.dropped ??= 'connection closed';
-      this.client = undefined;
-      this.sftpP = undefined;
-      this.sessions = [];
-    });
-    this.dropped = undefined;
-    this.client = c;
-    return c;
-  }
-
-  /** A new, authenticated connection to the host (the one connection, or one more for relays). */
-  private async openClient(): Promise<Client> {
     const t = this.target;
     const where = `${t.name} (${t.user}@${t.host}:${t.port})`;
     let knownText: string | undefined;
@@ -197,13 +179,20 @@ export class SshNode implements NodeTransport {
       });
       c.connect(cfg);
     });
+    c.on('error', (e) => (this.dropped = e.message));
+    c.on('close', () => {
+      this.dropped ??= 'connection closed';
+      this.client = undefined;
+      this.sftpP = undefined;
+      this.sessions = [];
+    });
+    this.dropped = undefined;
+    this.client = c;
     return c;
   }
 
   /** Closes the connection (the next call connects anew). */
   close(): void {
-    for (const r of this.relayConns) r.client.end();
-    this.relayConns = [];
     for (const x of this.sessions) x.close();
     this.sessions = [];
     this.client?.end();
@@ -427,48 +416,9 @@ export class SshNode implements NodeTransport {
     );
   }
 
-  /**
-   * Connections that carry relays (connectAsRoot), RELAYS_PER_CONNECTION each at most: a relay
-   * is a session channel for as long as its QMP or guest shell is open, and sshd allows 10
-   * sessions per connection by default (MaxSessions). Guests booting at once, with their
-   * snapshot's template, went past it on the main connection.
-   */
-  private relayConns: { client: Client; open: number }[] = [];
-
-  private async relayChannel(command: string): Promise<ClientChannel> {
-    let slot = this.relayConns.find((r) => r.open < RELAYS_PER_CONNECTION);
-    if (!slot) {
-      const client = await this.openClient();
-      const made = { client, open: 0 };
-      this.relayConns.push(made);
-      client.on('error', () => {});
-      client.on('close', () => (this.relayConns = this.relayConns.filter((r) => r !== made)));
-      slot = made;
-    }
-    const s = slot;
-    s.open++;
-    try {
-      const ch = await new Promise<ClientChannel>((resolve, reject) =>
-        s.client.exec(command, (err, c) => (err ? reject(new MigralabError('LAB', `${this.name}: ${err.message} (${command.slice(0, 120)})`)) : resolve(c))),
-      );
-      ch.once('close', () => {
-        s.open--;
-        // an idle extra connection is closed (and no longer offered)
-        if (s.open === 0) {
-          this.relayConns = this.relayConns.filter((r) => r !== s);
-          s.client.end();
-        }
-      });
-      return ch;
-    } catch (e) {
-      s.open--;
-      throw e;
-    }
-  }
-
   /** A Unix socket on the host, opened as root through sudo (UNIX_RELAY); ENOENT while it is not there yet, as locally. */
   private async connectAsRoot(unixPath: string): Promise<Duplex> {
-    const ch = await this.relayChannel(this.wrap(['perl', '-e', UNIX_RELAY, unixPath]));
+    const ch = await this.channel(this.wrap(['perl', '-e', UNIX_RELAY, unixPath]));
     return new Promise((resolve, reject) => {
       let err = '';
       const onErr = (b: Buffer) => {

@@ -186,9 +186,8 @@ describe('the ssh provider on real sshd hosts', () => {
     const dir = join(scratch, 'drivers');
     const r = await cli(['run', 'test/fixtures/ssh-drivers.yaml', '--topology', SUDO, '--results-dir', dir], { timeoutMs: 280_000 });
     expect(r.exitCode, r.all).toBe(0);
-    // the qemu driver's guests were restored from their snapshot, relayed to root over connections of their own (sshd's MaxSessions is 10)
-    expect(r.all).toMatch(/snapshot: booting a template|restored from a booted snapshot/);
-    expect(r.all).not.toMatch(/not restored from a snapshot/);
+    // ssh hosts boot cold for now (lab/migrate/qemu/driver.ts)
+    expect(r.all).toMatch(/guests up in [\d.]+ s \(booted cold\)/);
     // the libvirt setup was applied by the run, in the hosts' ledgers (the lab was up without it)
     expect(r.all).toMatch(/libvirt: controller \(migralab@10\.79\.0\.11:22\)/);
     expect(r.all).toMatch(/compute1: started libvirtd \(pid \d+\)/);

@@ -59,10 +59,12 @@ export function snapshotFile(guest: GuestSpec): string {
 /** The template of a guest's shape: its size, build and image, with a placeholder identity and no data. */
 export function templateSpec(guest: GuestSpec): GuestSpec {
   const { ports: _ports, ...rest } = guest;
-  // named (and its locally administered MAC made) after its key: templates of two shapes made at once on one node keep their own run files and disks
+  // One name for every template (a node makes one at a time: oneTemplateAtATime); the MAC is
+  // made from the key. (Named after the key, the sudo-over-ssh run of the tests failed to read
+  // the template's pid file; not understood yet, see the closing note of 2026-12-03.)
   const key = snapshotKey(guest);
   const mac = `02:6d:6c:${key.slice(0, 2)}:${key.slice(2, 4)}:${key.slice(4, 6)}`;
-  return { ...rest, name: `ml-snap-${key.slice(0, 8)}`, strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac, diskDataBytes: 0 };
+  return { ...rest, name: 'ml-snapshot', strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac, diskDataBytes: 0 };
 }
 
 /** Loading a snapshot into a guest's QEMU failed: the snapshot itself is suspect (not the guest's disks, shell or identity). */
@@ -157,6 +159,27 @@ async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, key:
     await t.run(['touch', '-c', file], { check: false });
     return { file, key, madeMs: null };
   }
+  return oneTemplateAtATime(lab, node, async () => {
+    // made by the template before this one's turn (another guest of this shape in another lab object)
+    if ((await t.run(['test', '-s', file], { check: false })).exitCode === 0) return { file, key, madeMs: null };
+    return makeSnapshot(lab, guest, node, key, opts);
+  });
+}
+
+/** Templates share one name and run directory on a node: one is made at a time there (per lab). */
+const templateTurns = new WeakMap<StartedLab, Map<string, Promise<unknown>>>();
+function oneTemplateAtATime<T>(lab: StartedLab, node: LabNode, f: () => Promise<T>): Promise<T> {
+  let m = templateTurns.get(lab);
+  if (!m) templateTurns.set(lab, (m = new Map()));
+  const p = (m.get(node.name) ?? Promise.resolve()).then(f, f);
+  m.set(node.name, p.catch(() => {}));
+  return p;
+}
+
+async function makeSnapshot(lab: StartedLab, guest: GuestSpec, node: LabNode, key: string, opts: { signal?: AbortSignal; progress?: (m: string) => void }): Promise<Snapshot> {
+  const t = node.transport;
+  const dir = snapshotDir(guest);
+  const file = snapshotFile(guest);
   const t0 = performance.now();
   opts.progress?.(`snapshot: booting a template ${Math.round(guest.memoryBytes / 2 ** 20)} MiB guest on ${node.name} once (cached for later guests of this shape)`);
   await t.mkdir(dir);
