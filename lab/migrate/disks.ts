@@ -13,6 +13,7 @@ import type { LabNode } from '../provision/provider.ts';
 import type { LabInfo } from '../provision/provider.ts';
 import type { LabPlan } from '../provision/plan.ts';
 import { diskFiles, instanceDir } from './storage.ts';
+import { cachedFile, once, pruneCache } from './cache.ts';
 import type { GuestSpec } from './types.ts';
 
 /** Virtual size of each disk by block node name (block migration pre-creates them on the destination). */
@@ -54,29 +55,20 @@ const KEEP_DATA_DISKS = 4;
 function dataDisk(guest: GuestSpec, node: LabNode): Promise<string> {
   const dir = join(dirname(guest.image.kernel), 'disks');
   const file = join(dir, `data-${guest.diskDataBytes}-${guest.diskBytes}.qcow2`);
-  const id = `${node.name}:${file}`;
-  let p = making.get(id);
-  if (!p) {
-    p = (async () => {
-      const t = node.transport;
-      if ((await t.run(['test', '-s', file], { check: false })).exitCode === 0) {
-        await t.run(['touch', '-c', file], { check: false });
-        return file;
-      }
-      await t.mkdir(dir);
-      const tmp = `${file}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
-      try {
-        await t.run(['sh', '-c', 'head -c "$1" /dev/urandom >"$2.raw" && qemu-img convert -f raw -O qcow2 "$2.raw" "$2" && rm -f "$2.raw" && qemu-img resize -q -f qcow2 "$2" "$3"', 'sh', String(guest.diskDataBytes), tmp, String(guest.diskBytes)], { timeoutMs: 300_000 });
-        await t.run(['mv', '-f', tmp, file]);
-      } finally {
-        await t.run(['rm', '-f', tmp, `${tmp}.raw`], { check: false });
-      }
-      await t.run(['sh', '-c', `cd "$1" && ls -1t -- data-*.qcow2 | tail -n +${KEEP_DATA_DISKS + 1} | while read -r f; do rm -f -- "$f"; done; find . -maxdepth 1 -name '*.tmp-*' -mmin +60 -delete`, 'sh', dir], { check: false });
-      return file;
-    })().finally(() => making.delete(id));
-    making.set(id, p);
-  }
-  return p;
+  return once(making, `${node.name}:${file}`, async () => {
+    if (await cachedFile(node, file)) return file;
+    const t = node.transport;
+    await t.mkdir(dir);
+    const tmp = `${file}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
+    try {
+      await t.run(['sh', '-c', 'head -c "$1" /dev/urandom >"$2.raw" && qemu-img convert -f raw -O qcow2 "$2.raw" "$2" && rm -f "$2.raw" && qemu-img resize -q -f qcow2 "$2" "$3"', 'sh', String(guest.diskDataBytes), tmp, String(guest.diskBytes)], { timeoutMs: 300_000 });
+      await t.run(['mv', '-f', tmp, file]);
+    } finally {
+      await t.run(['rm', '-f', tmp, `${tmp}.raw`], { check: false });
+    }
+    await pruneCache(node, dir, 'data-*.qcow2', KEEP_DATA_DISKS);
+    return file;
+  });
 }
 
 /** Removes the guest's directories on every node (block: its local copies; shared: the export's). */

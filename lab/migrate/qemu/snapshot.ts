@@ -25,7 +25,9 @@ import { qemuArgv } from '../../qemu/argv.ts';
 import { GuestShell, waitForGuestReady } from '../../qemu/guest-shell.ts';
 import { QemuProcess, self } from '../../qemu/process.ts';
 import { buildArgvPrefix } from '../../qemu/builds.ts';
-import { waitFor } from '../../time/wait.ts';
+import { abortable, waitFor } from '../../time/wait.ts';
+import type { MigrationInfo, QmpEvent, QmpEventCursor } from '../../qemu/qmp.ts';
+import { cachedFile, once, pruneCache } from '../cache.ts';
 import { hostNowMs } from '../../guest/probe.ts';
 import type { LabNode, StartedLab } from '../../provision/provider.ts';
 import type { GuestSpec } from '../types.ts';
@@ -116,17 +118,23 @@ function shQuote(path: string): string {
   return `'${path}'`;
 }
 
-/** Waits for the migration on `q` to complete; a failed or cancelled one throws at once with QEMU's reason. */
-async function migrationDone(q: QemuProcess['qmp'], what: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  for (;;) {
-    if (signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while waiting for ${what}`);
-    const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (m.status === 'completed') return;
-    if (m.status === 'failed' || m.status === 'cancelled') throw new MigralabError('LAB', `${what}: migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
-    if (performance.now() > end) throw new MigralabError('LAB', `timed out after ${timeoutMs} ms waiting for ${what} (migration ${m.status ?? 'not started'})`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/**
+ * Turns on QEMU's MIGRATION events on `q` and returns the cursor to wait for them from (the
+ * template's save and a restore's load: waitMigration).
+ */
+async function migrationEvents(q: QemuProcess['qmp']): Promise<QmpEventCursor> {
+  await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+  return q.eventCursor();
+}
+
+/** Waits for the migration on `q` to end (its MIGRATION event); one that failed or was cancelled throws with QEMU's reason. */
+async function waitMigration(q: QemuProcess['qmp'], since: QmpEventCursor, what: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const terminal = (ev: QmpEvent) => ['completed', 'failed', 'cancelled'].includes((ev.data as { status: string }).status);
+  const ev = await abortable(q.waitForEvent('MIGRATION', terminal, timeoutMs, { since }), signal, what);
+  const status = (ev.data as { status: string }).status;
+  if (status === 'completed') return;
+  const why = (await q.execute<MigrationInfo>('query-migrate').catch(() => undefined))?.['error-desc'];
+  throw new MigralabError('LAB', `${what}: migration ${status}${why ? `: ${why}` : ''}`);
 }
 
 /**
@@ -137,31 +145,18 @@ const making = new WeakMap<StartedLab, Map<string, Promise<Snapshot>>>();
 
 /** The snapshot of `guest`'s shape on `node`, made now (a cold boot of a template) if it is not cached. */
 export function ensureSnapshot(lab: StartedLab, guest: GuestSpec, node: LabNode, opts: { signal?: AbortSignal; progress?: (m: string) => void } = {}): Promise<Snapshot> {
-  const key = snapshotKey(guest);
-  const id = `${node.name}:${snapshotDir(guest)}/${key}`;
   let ofLab = making.get(lab);
   if (!ofLab) making.set(lab, (ofLab = new Map()));
-  let p = ofLab.get(id);
-  if (!p) {
-    const m = ofLab;
-    p = findOrMake(lab, guest, node, key, opts).finally(() => m.delete(id));
-    m.set(id, p);
-  }
-  return p;
+  return once(ofLab, `${node.name}:${snapshotFile(guest)}`, () => findOrMake(lab, guest, node, opts));
 }
 
-async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, key: string, opts: { signal?: AbortSignal; progress?: (m: string) => void }): Promise<Snapshot> {
-  const t = node.transport;
-  const dir = snapshotDir(guest);
+async function findOrMake(lab: StartedLab, guest: GuestSpec, node: LabNode, opts: { signal?: AbortSignal; progress?: (m: string) => void }): Promise<Snapshot> {
+  const key = snapshotKey(guest);
   const file = snapshotFile(guest);
-  if ((await t.run(['test', '-s', file], { check: false })).exitCode === 0) {
-    // touched: the least recently used are the ones pruned
-    await t.run(['touch', '-c', file], { check: false });
-    return { file, key, madeMs: null };
-  }
+  if (await cachedFile(node, file)) return { file, key, madeMs: null };
   return oneTemplateAtATime(lab, node, async () => {
     // made by the template before this one's turn (another guest of this shape in another lab object)
-    if ((await t.run(['test', '-s', file], { check: false })).exitCode === 0) return { file, key, madeMs: null };
+    if (await cachedFile(node, file)) return { file, key, madeMs: null };
     return makeSnapshot(lab, guest, node, key, opts);
   });
 }
@@ -202,15 +197,16 @@ async function makeSnapshot(lab: StartedLab, guest: GuestSpec, node: LabNode, ke
       shell.close();
     }
     await proc.qmp.execute('stop');
+    const since = await migrationEvents(proc.qmp);
     // cat marks the file written once it has all of it (it ends as well when a migration is cut
     // short: only a completed migration and the mark together make it the snapshot)
     await proc.qmp.execute('migrate', { uri: `exec:cat >${shQuote(tmp)} && : >${shQuote(`${tmp}.whole`)}` });
-    await migrationDone(proc.qmp, `the template's state to be written to ${tmp}`, 120_000, opts.signal);
+    await waitMigration(proc.qmp, since, `the template's state to be written to ${tmp}`, 120_000, opts.signal);
     await waitFor(`${tmp} to be written whole`, async () => (await t.run(['test', '-e', `${tmp}.whole`], { check: false })).exitCode === 0, { timeoutMs: 30_000, intervalMs: 20, signal: opts.signal });
     await t.run(['mv', '-f', tmp, file]);
     await proc.quit();
     proc = undefined;
-    await prune(node, dir);
+    await pruneCache(node, dir, '*.vmstate', KEEP);
     const madeMs = performance.now() - t0;
     opts.progress?.(`snapshot: ${key} made in ${(madeMs / 1000).toFixed(1)} s`);
     return { file, key, madeMs };
@@ -224,14 +220,6 @@ async function makeSnapshot(lab: StartedLab, guest: GuestSpec, node: LabNode, ke
   }
 }
 
-/** Keeps the KEEP most recently used snapshots in `dir`, and removes temporary files older than an hour (a run killed while making one). */
-async function prune(node: LabNode, dir: string): Promise<void> {
-  await node.transport.run(
-    ['sh', '-c', `cd "$1" || exit 0; ls -1t -- *.vmstate 2>/dev/null | tail -n +${KEEP + 1} | while read -r f; do rm -f -- "$f"; done; find . -maxdepth 1 -name '*.vmstate.tmp-*' -mmin +60 -delete`, 'sh', dir],
-    { check: false },
-  );
-}
-
 /**
  * Starts `guest` on `node` from `snap`: its QEMU with its own disks (already created), the
  * snapshot's state loaded, the guest running and given its identity. Throws (with nothing of
@@ -243,8 +231,9 @@ export async function restoreFrom(lab: StartedLab, guest: GuestSpec, node: LabNo
   const proc = await QemuProcess.start({ node: node.name, transport: t, dir: node.plan.dir, bridge: node.plan.bridge }, launch, lab.ledger, { owner: self, qmpTimeoutMs: opts.qmpTimeoutMs });
   try {
     try {
+      const since = await migrationEvents(proc.qmp);
       await proc.qmp.execute('migrate-incoming', { uri: `exec:cat ${shQuote(snap.file)}` });
-      await migrationDone(proc.qmp, `${guest.name}'s state to load from ${snap.file}`, 60_000, opts.signal);
+      await waitMigration(proc.qmp, since, `${guest.name}'s state to load from ${snap.file}`, 60_000, opts.signal);
       const st = await proc.qmp.execute<{ status: string }>('query-status');
       if (st.status === 'paused' || st.status === 'prelaunch') await proc.qmp.execute('cont');
       else if (st.status !== 'running') throw new MigralabError('LAB', `${guest.name} restored from ${snap.file} is ${st.status}`);
