@@ -8,8 +8,22 @@
 # Debian's backports suite has a newer one (Debian 12: 10.0.2), QEMU comes from
 # backports. The suite is enabled at its default low priority, so nothing else is
 # upgraded. MIGRALAB_QEMU=distro keeps the distribution's QEMU.
+#
+# --openstack also installs the OpenStack packages of the `stack: openstack` lab profile
+# (Debian 12's own Zed: about 360 packages, about 2 minutes), only when asked: the main
+# job does not need them. No service is started by the packages (policy-rc.d): the lab
+# starts its own, inside its nodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+openstack=0
+for a in "$@"; do
+  case "$a" in
+    --openstack) openstack=1 ;;
+    -h|--help) echo "usage: bash scripts/setup.sh [--openstack]"; exit 0 ;;
+    *) echo "setup: unknown option $a (expected --openstack)" >&2; exit 2 ;;
+  esac
+done
 
 qemu_packages=(qemu-system-x86 qemu-utils qemu-block-extra)  # guests, qemu-img, nfs:// block driver
 packages=(
@@ -88,6 +102,36 @@ else
   echo "setup: Debian packages already installed"
 fi
 echo "setup: $(qemu-system-x86_64 --version | head -1)"
+
+# The openstack profile's packages: one list, read from lab/stack/openstack/packages.txt
+# (which `up` also reads to say what is missing).
+if [ "$openstack" -eq 1 ]; then
+  mapfile -t os_packages < <(grep -vE '^\s*(#|$)' lab/stack/openstack/packages.txt | awk '{print $1}')
+  os_missing=()
+  for p in "${os_packages[@]}"; do installed "$p" || os_missing+=("$p"); done
+  if [ "${#os_missing[@]}" -gt 0 ]; then
+    echo "setup: installing the openstack profile's packages: ${os_missing[*]} (about 2 minutes)"
+    apt_update
+    # postinst scripts would start MariaDB, RabbitMQ, keystone, ... on the host: keep them
+    # from it (exit 101, "action forbidden") unless a policy is already in place.
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# migralab setup.sh: no service starts during the install\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 755 /usr/sbin/policy-rc.d
+      own_policy=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    t0=$(date +%s)
+    apt-get install -y -qq --no-install-recommends "${os_missing[@]}" >/dev/null 2>/tmp/migralab-setup-openstack.$$.err \
+      || { cat /tmp/migralab-setup-openstack.$$.err >&2; rm -f /tmp/migralab-setup-openstack.$$.err; exit 1; }
+    # "Failed to connect to bus" and "invoke-rc.d: policy-rc.d denied execution" are expected here
+    rm -f /tmp/migralab-setup-openstack.$$.err
+    if [ "$own_policy" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    echo "setup: openstack packages installed in $(( $(date +%s) - t0 )) s"
+  else
+    echo "setup: openstack packages already installed"
+  fi
+fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"

@@ -52,6 +52,12 @@ export const topologySchema = z
     ssh: sshSchema.optional(),
     /** provider local: what the lab runs. nfs: false and sshd: true make bare hosts for the ssh provider's tests. */
     services: z.strictObject({ nfs: z.boolean().default(true), sshd: z.boolean().default(false) }).prefault({}),
+    /**
+     * What else the lab runs. openstack: a devstack-style OpenStack (Debian 12's Zed packages,
+     * `bash scripts/setup.sh --openstack`): MariaDB, RabbitMQ, keystone, placement, glance, neutron
+     * and nova's control services on the nfs-server node, libvirtd and nova-compute on every compute node.
+     */
+    stack: z.enum(['none', 'openstack'], { error: 'expected none or openstack' }).default('none'),
     cidr: z.string({ error: 'expected a CIDR like 10.77.0.0/24' }).refine((s) => parseCidr(s) !== undefined, {
       error: 'expected an IPv4 CIDR like 10.77.0.0/24 (prefix 8..30, no host bits)',
     }),
@@ -109,6 +115,10 @@ export const topologySchema = z
         if (!(n.ssh?.knownHosts ?? t.ssh?.knownHosts) && !n.ssh?.hostKey)
           ctx.addIssue({ code: 'custom', path: ['nodes', i, 'ssh'], message: 'expected knownHosts (here or in the top-level ssh) or a pinned hostKey: host keys are always verified' });
       });
+    if (t.stack === 'openstack' && t.provider !== 'local')
+      ctx.addIssue({ code: 'custom', path: ['stack'], message: 'expected provider local: the openstack profile runs in the local lab only for now (on real hosts, run devstack and point the nova driver at it)' });
+    if (t.stack === 'openstack' && (!t.services.nfs || t.services.sshd))
+      ctx.addIssue({ code: 'custom', path: ['services'], message: 'expected the default services (nfs: true, sshd: false) with stack: openstack' });
     if (t.paths.state.startsWith('/run/') || t.paths.state === '/run')
       ctx.addIssue({ code: 'custom', path: ['paths', 'state'], message: 'expected a path outside /run (each node mounts a private /run)' });
   });

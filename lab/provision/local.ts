@@ -13,7 +13,7 @@ import { LocalNode, LocalProcess } from '../exec/local.ts';
 import type { NodeTransport } from '../exec/transport.ts';
 import { run } from '../exec/run.ts';
 import { bridgeMacFor } from '../net/address.ts';
-import { processAlive, processStartTime } from '../exec/proc.ts';
+import { descendsFrom, processAlive, processStartTime } from '../exec/proc.ts';
 import { Ledger, type Resource } from '../state/ledger.ts';
 import { spawnGanesha, startGanesha } from '../nfs/ganesha.ts';
 import { buildGuestImage } from '../image/build.ts';
@@ -22,6 +22,8 @@ import { detectNfsClient, hostFacts, kvmModuleLoaded, qemuVersion, knownIssues, 
 import { probeAccelerator } from './accel.ts';
 import { privateMountPoint, withLibvirtAccounts } from '../migrate/libvirt/daemon.ts';
 import { waitFor } from '../time/wait.ts';
+import { checkOpenstackPackages } from '../stack/openstack/packages.ts';
+import { startOpenstack } from '../stack/openstack/stack.ts';
 import type { DownReport, LabInfo, LabNode, LabStatus, NfsServerControl, Progress, Provider, StartedLab } from './provider.ts';
 
 export type { LabInfo } from './provider.ts';
@@ -203,13 +205,13 @@ export async function labHealth(plan: LabPlan): Promise<{ healthy: boolean; prob
   return { healthy: problems.length === 0, problems, orphans };
 }
 
-/** PIDs running in the lab's namespaces that the ledger does not list as lab daemons. */
+/** PIDs running in the lab's namespaces that the ledger does not list as lab daemons (nor their children: a service's workers). */
 async function straysIn(plan: LabPlan, resources: readonly Resource[]): Promise<number[]> {
   const daemons = new Set(resources.filter(isProcess).filter((p) => p.node === 'lab' && p.pid !== undefined).map((p) => p.pid!));
   const out: number[] = [];
   for (const ns of resources.filter((r): r is Extract<Resource, { kind: 'netns' }> => r.kind === 'netns')) {
     const r = await run(['ip', 'netns', 'pids', ns.name], { check: false });
-    if (r.exitCode === 0) out.push(...r.stdout.split('\n').filter(Boolean).map(Number).filter((p) => !daemons.has(p) && p !== process.pid));
+    if (r.exitCode === 0) out.push(...r.stdout.split('\n').filter(Boolean).map(Number).filter((p) => !descendsFrom(p, daemons) && p !== process.pid));
   }
   return out;
 }
@@ -240,6 +242,7 @@ export const localProvider: Provider = {
 async function localUp(topology: Topology, topologyFile: string, progress: Progress = () => {}, signal?: AbortSignal): Promise<LocalLab> {
   await checkPrerequisites();
   const plan = planLab(topology);
+  if (plan.stack === 'openstack') await checkOpenstackPackages();
   const existing = await Ledger.read(plan.ledgerFile);
   if (existing) {
     const { healthy, problems, orphans } = await labHealth(plan);
@@ -421,6 +424,8 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
   if (plan.sshd) await startSshds(plan, ledger, progress);
 
   const image = await imageP;
+  interrupted();
+  const stack = plan.stack === 'openstack' ? await startOpenstack({ plan, ledger, transport: nodeTransport, progress, signal, image }) : undefined;
   progress(`image: ${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)} (kernel ${image.kernelVersion})`);
   const accel = await probeAccelerator(image, kvmModuleLoaded());
   const qemu = await qemuVersion();
@@ -447,6 +452,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
     nfs: { server: plan.nfsServer.name, exportPath: plan.nfsServer.instancesDir, version: plan.nfsVersion, client: nfs.client, mountPoint },
     nodes: plan.nodes.map((n) => ({ name: n.name, roles: [...n.roles], address: n.address, netns: n.netns, instancesDir: n.instancesDir })),
     observer: { name: plan.observer.name, address: plan.observer.address, netns: plan.observer.netns },
+    ...(stack ? { stack } : {}),
   };
 }
 

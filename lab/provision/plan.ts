@@ -41,6 +41,8 @@ export interface LabPlan {
   sshd: boolean;
   /** local: the NFS server runs (false: bare hosts). */
   nfsService: boolean;
+  /** local: what else runs (openstack: the devstack-style profile, lab/stack/openstack). */
+  stack: 'none' | 'openstack';
   exportOptions: string;
   /** The topology this plan was made from. */
   topology: Topology;
@@ -102,6 +104,7 @@ export function planLab(t: Topology): LabPlan {
     provider: t.provider,
     sshd: t.services.sshd,
     nfsService: t.services.nfs,
+    stack: t.stack,
     exportOptions: t.nfs.exportOptions,
     topology: t,
     nodes,

@@ -9,6 +9,7 @@ import type { Ledger } from '../state/ledger.ts';
 import type { Environment } from './environment.ts';
 import type { GuestImage } from '../image/build.ts';
 import type { LabPlan, NodePlan } from './plan.ts';
+import type { StackInfo } from '../stack/openstack/stack.ts';
 
 export type Progress = (msg: string) => void;
 
@@ -24,6 +25,8 @@ export interface LabInfo {
   nfs: { server: string; exportPath: string; version: 3 | 4; client: Environment['nfsClient']; mountPoint?: string };
   nodes: { name: string; roles: string[]; address: string; netns: string; instancesDir: string }[];
   observer: { name: string; address: string; netns: string };
+  /** The lab profile's services (stack: openstack), when it runs one. */
+  stack?: StackInfo;
 }
 
 /** One node of a started lab: its plan, and the transport every operation on it goes through. */

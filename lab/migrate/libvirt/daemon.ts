@@ -75,13 +75,14 @@ export async function ensureLibvirtd(lab: StartedLab, progress: (m: string) => v
       const entry = running.find((r) => r.name === `libvirtd@${node.name}`);
       if (entry?.pid !== undefined && (await node.transport.process(entry.pid, entry.startTime).alive()) && (await answers(node))) return;
       if (entry) await lab.ledger.forget((r) => r === entry);
-      await startLibvirtd(lab, node);
+      await startLibvirtd(lab.ledger, node);
       progress(`libvirt: libvirtd -d -l on ${node.name}, listening on ${node.address}:${LIBVIRT_TCP_PORT} (TCP, no TLS, no auth: the tutorial's settings, inside the lab only)`);
     }),
   );
 }
 
-async function startLibvirtd(lab: StartedLab, node: LabNode): Promise<void> {
+/** libvirtd on one node, the tutorial's way (the openstack profile starts its computes' this way too). */
+export async function startLibvirtd(ledger: Ledger, node: LabNode): Promise<void> {
   const t = node.transport;
   const d = libvirtDirs(node);
   for (const dir of [d.etc, join(d.etc, 'qemu'), d.defaults, d.lib, d.log, d.cache]) await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -96,7 +97,7 @@ async function startLibvirtd(lab: StartedLab, node: LabNode): Promise<void> {
   await writeFile(d.group, accounts.group, { mode: 0o644 });
   // Mount points libvirt needs that the host may not have (no libvirt-daemon-system): made empty with a
   // marker file (so a later lab knows they are migralab's, not a libvirt installation's), removed by down.
-  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt']) await privateMountPoint(lab.ledger, mp);
+  for (const mp of ['/var/lib/libvirt', '/var/log/libvirt', '/var/cache/libvirt']) await privateMountPoint(ledger, mp);
   const binds: [string, string][] = [
     [d.etc, '/etc/libvirt'],
     [d.defaults, '/etc/default'],
@@ -111,7 +112,7 @@ async function startLibvirtd(lab: StartedLab, node: LabNode): Promise<void> {
     await t.run(['mount', '--bind', from, to]);
   }
   await t.run(['mkdir', '-p', '/run/libvirt']);
-  const slot = await lab.ledger.record({ kind: 'process', name: `libvirtd@${node.name}`, node: 'lab' });
+  const slot = await ledger.record({ kind: 'process', name: `libvirtd@${node.name}`, node: 'lab' });
   // As /etc/default/libvirt-bin says: -d (daemon) -l (listen); the pid file is the node's own.
   const r = await t.run(['libvirtd', '-d', '-l', '-p', LIBVIRTD_PID, '-f', '/etc/libvirt/libvirtd.conf'], { check: false, timeoutMs: 30_000 });
   if (r.exitCode !== 0) throw new MigralabError('LAB', `libvirtd on ${node.name} did not start: ${(r.stderr || r.stdout).trim() || `exit ${r.exitCode}`} (see ${d.log})`);
@@ -124,7 +125,7 @@ async function startLibvirtd(lab: StartedLab, node: LabNode): Promise<void> {
     },
     { timeoutMs: 10_000, intervalMs: 20 },
   );
-  await lab.ledger.update(slot, { pid, startTime: t.process(pid).startTime });
+  await ledger.update(slot, { pid, startTime: t.process(pid).startTime });
   await waitFor(`libvirtd on ${node.name} to answer`, () => answers(node), { timeoutMs: 20_000, intervalMs: 50 });
   await waitFor(
     `libvirtd on ${node.name} to listen on ${node.address}:${LIBVIRT_TCP_PORT}`,
