@@ -122,7 +122,7 @@ if [ "$openstack" -eq 1 ]; then
       trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     t0=$(date +%s)
-    apt-get install -y -qq --no-install-recommends "${os_missing[@]}" >/dev/null 2>/tmp/migralab-setup-openstack.$$.err \
+    apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "${os_missing[@]}" >/dev/null 2>/tmp/migralab-setup-openstack.$$.err \
       || { cat /tmp/migralab-setup-openstack.$$.err >&2; rm -f /tmp/migralab-setup-openstack.$$.err; exit 1; }
     # "Failed to connect to bus" and "invoke-rc.d: policy-rc.d denied execution" are expected here
     rm -f /tmp/migralab-setup-openstack.$$.err

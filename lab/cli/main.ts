@@ -59,6 +59,11 @@ export function buildProgram(print: Print = (s) => process.stdout.write(s + '\n'
       print(`  nodes: ${r.info.nodes.map((n) => `${n.name} ${n.address} [${n.roles.join(', ')}]`).join('; ')}`);
       print(`  NFS: ganesha on ${r.info.nfs.server} exports ${r.info.nfs.exportPath}; client: ${e.nfsClient} (${e.nfsClientReason})`);
       print(`  accelerator: ${e.accelerator} (${e.acceleratorReason})`);
+      const st = r.info.stack;
+      if (st)
+        print(
+          `  openstack: keystone ${st.keystone} (${st.databasesCached ? 'databases from the cache of an earlier bring-up' : 'databases migrated, now cached'}; up in ${(st.upMs / 1000).toFixed(1)} s); as admin: node scripts/migralab.js shell --topology ${r.info.topologyFile} ${st.controller} -- sh -c '. ${st.openrc} && openstack server list'`,
+        );
     });
 
   program

@@ -63,9 +63,10 @@ describe('the openstack lab profile', () => {
 
   describe('from its database cache', () => {
     let upMs: number;
+    let up: Awaited<ReturnType<typeof cli>>;
     beforeAll(async () => {
       const t0 = performance.now();
-      const up = await cli(['up', topology], { timeoutMs: 300_000 });
+      up = await cli(['up', topology], { timeoutMs: 300_000 });
       upMs = performance.now() - t0;
       expect(up.exitCode, up.all).toBe(0);
       expect(up.all).toContain('loading the databases of an earlier bring-up');
@@ -105,6 +106,14 @@ describe('the openstack lab profile', () => {
       expect(svcs.filter((x) => x.state === 'up').map((x) => `${x.binary}@${x.host}`).sort()).toEqual(['nova-compute@compute1', 'nova-compute@controller', 'nova-conductor@controller', 'nova-scheduler@controller']);
       const agents = (await api.call<{ agents: { host: string; alive: boolean; agent_type: string }[] }>('network', 'GET', '/v2.0/agents')).body.agents;
       expect(agents.filter((a) => a.alive && a.agent_type === 'Linux bridge agent').map((a) => a.host).sort()).toEqual(['compute1', 'controller']);
+    });
+
+    it('up prints how to use the openstack client as admin, and that works inside the controller', async () => {
+      const s = info().stack!;
+      expect(up.all).toContain(`shell --topology ${info().topologyFile} controller -- sh -c '. ${s.openrc} && openstack server list'`);
+      const r = await cli(['shell', '--topology', topology, 'controller', '--', 'sh', '-c', `. ${s.openrc} && openstack hypervisor list -f value -c 'Hypervisor Hostname'`], { timeoutMs: 60_000 });
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stdout.split('\n').sort()).toEqual(['compute1', 'controller']);
     });
 
     it('the lab network (flat, no DHCP, no port security) and the guest image (raw kernel and initramfs, qcow2 root) were made through the APIs', async () => {

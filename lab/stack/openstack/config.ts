@@ -145,6 +145,22 @@ function authSection(c: StackContext, svc: ServiceName) {
   };
 }
 
+/** admin-openrc, as devstack writes it: `. admin-openrc && openstack server list` inside the controller. */
+export function adminOpenrc(c: StackContext): string {
+  return [
+    '# migralab openstack profile: the admin of this lab (source it inside the controller)',
+    `export OS_AUTH_URL=${keystoneUrl(c)}`,
+    'export OS_IDENTITY_API_VERSION=3',
+    'export OS_USERNAME=admin',
+    `export OS_PASSWORD=${c.secrets.admin}`,
+    'export OS_PROJECT_NAME=admin',
+    'export OS_USER_DOMAIN_ID=default',
+    'export OS_PROJECT_DOMAIN_ID=default',
+    'export OS_REGION_NAME=RegionOne',
+    '',
+  ].join('\n');
+}
+
 export function keystoneConf(c: StackContext): string {
   return (
     header +

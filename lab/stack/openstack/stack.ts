@@ -42,6 +42,7 @@ import {
   linuxbridgeAgentConf,
   novaConf,
   vfatMountWrappers,
+  adminOpenrc,
   PROVIDER_IF,
   type ServiceName,
   type Secrets,
@@ -57,6 +58,7 @@ export function stackDirs(plan: LabPlan) {
   return {
     root,
     secrets: join(root, 'secrets.json'),
+    openrc: join(root, 'admin-openrc'),
     sockets: join(root, 'api'),
     log: join(root, 'log'),
     node: (n: string) => join(root, 'nodes', n),
@@ -81,6 +83,8 @@ export interface StackInfo {
   /** Per service: ms from its start to its health. */
   startMs: Record<string, number>;
   upMs: number;
+  /** The admin's credentials for the `openstack` client, to source inside the controller. */
+  openrc: string;
   /** The databases came from the cache of an earlier bring-up (no migrations ran). */
   databasesCached: boolean;
   /** What up created through the APIs for the guests. */
@@ -493,6 +497,7 @@ export async function startOpenstack(d: StackDeps): Promise<StackInfo> {
   const secrets = cache.hit ? cache.secrets! : newSecrets();
   await writeFile(b.dirs.secrets, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   b.ctx = context(d.plan, secrets);
+  await writeFile(b.dirs.openrc, adminOpenrc(b.ctx), { mode: 0o600 });
   b.api = new OpenstackApi(b.dirs.sockets, keystoneUrl(b.ctx), { username: 'admin', password: secrets.admin, project: 'admin' });
   const computes = d.plan.nodes.filter((n) => n.roles.includes('compute'));
   d.progress(`openstack: on ${b.controller.name}: the API relay, MariaDB, RabbitMQ; libvirtd on ${computes.map((n) => n.name).join(', ')}`);
@@ -545,5 +550,5 @@ export async function startOpenstack(d: StackDeps): Promise<StackInfo> {
   await b.hypervisors(computes.map((n) => n.name));
   const upMs = Math.round(performance.now() - t0);
   d.progress(`openstack: up in ${(upMs / 1000).toFixed(1)} s`);
-  return { kind: 'openstack', controller: b.controller.name, keystone: keystoneUrl(b.ctx), startMs: b.startMs, upMs, resources: await resources, databasesCached: cache.hit };
+  return { kind: 'openstack', controller: b.controller.name, keystone: keystoneUrl(b.ctx), startMs: b.startMs, upMs, resources: await resources, databasesCached: cache.hit, openrc: b.dirs.openrc };
 }
