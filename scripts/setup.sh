@@ -10,7 +10,7 @@
 # upgraded. MIGRALAB_QEMU=distro keeps the distribution's QEMU.
 #
 # --openstack also installs the OpenStack packages of the `stack: openstack` lab profile
-# (Debian 12's own Zed: about 360 packages, about 2 minutes), only when asked: the main
+# (Debian 12's own Zed: about 360 packages, about 3 minutes), only when asked: the main
 # job does not need them. No service is started by the packages (policy-rc.d): the lab
 # starts its own, inside its nodes.
 set -euo pipefail
@@ -110,23 +110,29 @@ if [ "$openstack" -eq 1 ]; then
   os_missing=()
   for p in "${os_packages[@]}"; do installed "$p" || os_missing+=("$p"); done
   if [ "${#os_missing[@]}" -gt 0 ]; then
-    echo "setup: installing the openstack profile's packages: ${os_missing[*]} (about 2 minutes)"
+    echo "setup: installing the openstack profile's packages: ${os_missing[*]} (about 3 minutes)"
     apt_update
     # postinst scripts would start MariaDB, RabbitMQ, keystone, ... on the host: keep them
-    # from it (exit 101, "action forbidden") unless a policy is already in place.
+    # from it (exit 101, "action forbidden") unless a policy is already in place. (Under
+    # systemd the packages still enable their units for the host's next boot: the lab never
+    # uses those; `systemctl disable` them if the host should not run them.)
+    err=$(mktemp)
     own_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
+      own_policy=1
+      trap 'rm -f /usr/sbin/policy-rc.d "$err"' EXIT
       printf '#!/bin/sh\n# migralab setup.sh: no service starts during the install\nexit 101\n' >/usr/sbin/policy-rc.d
       chmod 755 /usr/sbin/policy-rc.d
-      own_policy=1
-      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    else
+      trap 'rm -f "$err"' EXIT
     fi
     t0=$(date +%s)
-    apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "${os_missing[@]}" >/dev/null 2>/tmp/migralab-setup-openstack.$$.err \
-      || { cat /tmp/migralab-setup-openstack.$$.err >&2; rm -f /tmp/migralab-setup-openstack.$$.err; exit 1; }
     # "Failed to connect to bus" and "invoke-rc.d: policy-rc.d denied execution" are expected here
-    rm -f /tmp/migralab-setup-openstack.$$.err
-    if [ "$own_policy" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "${os_missing[@]}" >/dev/null 2>"$err" \
+      || { cat "$err" >&2; exit 1; }
+    rm -f "$err"
+    if [ "$own_policy" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    trap - EXIT
     echo "setup: openstack packages installed in $(( $(date +%s) - t0 )) s"
   else
     echo "setup: openstack packages already installed"

@@ -207,7 +207,13 @@ export async function labHealth(plan: LabPlan): Promise<{ healthy: boolean; prob
 
 /** PIDs running in the lab's namespaces that the ledger does not list as lab daemons (nor their children: a service's workers). */
 async function straysIn(plan: LabPlan, resources: readonly Resource[]): Promise<number[]> {
-  const daemons = new Set(resources.filter(isProcess).filter((p) => p.node === 'lab' && p.pid !== undefined).map((p) => p.pid!));
+  // only daemons that are still themselves (a reused PID must not shelter a process and its children)
+  const daemons = new Set(
+    resources
+      .filter(isProcess)
+      .filter((p) => p.node === 'lab' && p.pid !== undefined && (p.startTime === undefined || processStartTime(p.pid) === p.startTime))
+      .map((p) => p.pid!),
+  );
   const out: number[] = [];
   for (const ns of resources.filter((r): r is Extract<Resource, { kind: 'netns' }> => r.kind === 'netns')) {
     const r = await run(['ip', 'netns', 'pids', ns.name], { check: false });
@@ -277,11 +283,12 @@ async function removeOrphans(plan: LabPlan, ledger: Ledger, orphans: Extract<Res
   const names = orphans.map((o) => `${o.name} on ${o.node}${o.pid ? ` (pid ${o.pid})` : ''}`);
   for (const o of orphans) if (o.pid !== undefined) await new LocalProcess(o.pid, o.startTime).signal('SIGKILL');
   // A process whose PID never reached the ledger is found in the namespaces, when no live run owns them.
-  const strays = liveUsers.length === 0 ? await straysIn(plan, ledger.resources) : [];
+  // (not in the openstack profile: its guests are nova's, started by libvirtd and daemonized, and stay)
+  const strays = liveUsers.length === 0 && plan.stack === 'none' ? await straysIn(plan, ledger.resources) : [];
   for (const pid of strays) await new LocalProcess(pid).signal('SIGKILL');
   await waitGone([...orphans.filter((o) => o.pid !== undefined).map((o) => new LocalProcess(o.pid!, o.startTime)), ...strays.map((p) => new LocalProcess(p))], 5000);
   await ledger.forget((r) => orphans.includes(r as Extract<Resource, { kind: 'process' }>) || (isUser(r) && !ownerAlive(r)));
-  if (liveUsers.length === 0)
+  if (liveUsers.length === 0 && plan.stack === 'none')
     for (const n of plan.nodes) {
       await rm(join(n.dir, 'run'), { recursive: true, force: true });
       await rm(join(n.dir, 'local'), { recursive: true, force: true });
@@ -425,7 +432,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
 
   const image = await imageP;
   interrupted();
-  const stack = plan.stack === 'openstack' ? await startOpenstack({ plan, ledger, transport: nodeTransport, progress, signal, image }) : undefined;
+  const stack = plan.stack === 'openstack' ? await startOpenstack({ plan, ledger, transport: nodeTransport, progress, signal, image, tutorialPath }) : undefined;
   progress(`image: ${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)} (kernel ${image.kernelVersion})`);
   const accel = await probeAccelerator(image, kvmModuleLoaded());
   const qemu = await qemuVersion();

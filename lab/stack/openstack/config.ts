@@ -372,7 +372,8 @@ export function novaConf(c: StackContext, node: { name: string; address: string 
  * over /usr/bin/mount and /usr/bin/umount in the node's own mount namespace only.
  */
 export function vfatMountWrappers(o: { realMount: string; realUmount: string; stateDir: string }): { mount: string; umount: string } {
-  const key = (v: string) => `"${o.stateDir}/$(printf %s "${v}" | tr / _)"`;
+  const q = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+  const key = (v: string) => `${q(o.stateDir)}/"$(printf %s "${v}" | tr / _)"`;
   return {
     mount: `#!/bin/sh
 # migralab: nova's vfat config drive on a kernel without vfat (see lab/stack/openstack/config.ts)
@@ -380,12 +381,12 @@ if [ "$#" -eq 4 ] && [ "$1" = "-o" ] && ! grep -qw vfat /proc/filesystems; then
   case "$2" in
     loop|loop,*)
       if [ "$(blkid -o value -s TYPE "$3" 2>/dev/null)" = vfat ] && [ -d "$4" ]; then
-        mkdir -p "${o.stateDir}" && printf '%s\n' "$3" > ${key('$4')} && exit 0
+        mkdir -p ${q(o.stateDir)} && printf '%s\n' "$3" > ${key('$4')} && exit 0
         exit 32
       fi ;;
   esac
 fi
-exec ${o.realMount} "$@"
+exec ${q(o.realMount)} "$@"
 `,
     umount: `#!/bin/sh
 # migralab: the other half of the vfat config drive (see lab/stack/openstack/config.ts)
@@ -395,7 +396,7 @@ if [ "$#" -eq 1 ] && [ -f ${key('$1')} ]; then
   rm -f ${key('$1')}
   exit 0
 fi
-exec ${o.realUmount} "$@"
+exec ${q(o.realUmount)} "$@"
 `,
   };
 }

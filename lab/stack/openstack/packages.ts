@@ -42,6 +42,6 @@ export async function checkOpenstackPackages(packages = openstackPackages()): Pr
   if (missing.length)
     throw new MigralabError(
       'PREREQ',
-      `the openstack lab profile (stack: openstack) needs Debian packages that are not installed: ${missing.join(', ')}. Install them with: ${INSTALL_COMMAND} (about 360 packages, about 2 minutes; no service is started by the install)`,
+      `the openstack lab profile (stack: openstack) needs Debian packages that are not installed: ${missing.join(', ')}. Install them with: ${INSTALL_COMMAND} (about 360 packages, about 3 minutes; the install starts no service)`,
     );
 }

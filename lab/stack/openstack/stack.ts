@@ -73,6 +73,8 @@ export interface StackDeps {
   signal?: AbortSignal;
   /** The lab's guest image: its kernel and initramfs become glance images. */
   image: GuestImage;
+  /** Nodes that have the tutorial's /opt/stack/data/nova/instances (an overlay on /opt); the others' nova uses their instances directory. */
+  tutorialPath: ReadonlySet<string>;
 }
 
 /** What `up` leaves in lab.json about the profile. */
@@ -113,6 +115,12 @@ function context(plan: LabPlan, secrets: Secrets): StackContext {
   return { controller: plan.nfsServer.name, controllerAddress: plan.nfsServer.address, secrets };
 }
 
+/** A file that holds passwords: 0600 even where a copy of the package's file (0640, its group) was there first. */
+async function writeSecret(file: string, text: string): Promise<void> {
+  await writeFile(file, text, { mode: 0o600 });
+  await chmod(file, 0o600);
+}
+
 /** The last lines of a log file, for an error message. */
 async function tail(file: string, lines = 15): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '');
@@ -126,15 +134,51 @@ class Bringup {
   readonly startMs: Record<string, number> = {};
   ctx!: StackContext;
   api!: OpenstackApi;
+  /** Aborted on Ctrl-C or on the first failure of any branch: the others stop starting things. */
+  private readonly stop = new AbortController();
+  readonly signal: AbortSignal;
+  /** Every branch started, so a failure is reported only once all of them have settled. */
+  private readonly branches: Promise<unknown>[] = [];
 
   constructor(readonly d: StackDeps) {
     this.dirs = stackDirs(d.plan);
     this.controller = d.plan.nfsServer;
     this.ctl = d.transport(this.controller);
+    this.signal = d.signal ? AbortSignal.any([d.signal, this.stop.signal]) : this.stop.signal;
+  }
+
+  /** Where nova keeps a node's instances: the tutorial's path where the node has it, never the host's own /opt. */
+  instancesPath(n: NodePlan): string {
+    return this.d.tutorialPath.has(n.name) ? TUTORIAL_INSTANCES_DIR : n.instancesDir;
+  }
+
+  /** Starts a branch of the bring-up: its failure stops the others (they are awaited by settle()). */
+  branch<T>(p: Promise<T>): Promise<T> {
+    const tracked = p.catch((e: unknown) => {
+      if (!this.stop.signal.aborted) this.stop.abort(e);
+      throw e;
+    });
+    tracked.catch(() => {});
+    this.branches.push(tracked);
+    return tracked;
+  }
+
+  /** Once every branch has settled: nothing of the bring-up is still starting (before `up` removes the lab). */
+  async settle(): Promise<void> {
+    for (let n = 0; n !== this.branches.length; ) {
+      n = this.branches.length;
+      await Promise.allSettled(this.branches);
+    }
+  }
+
+  /** The failure that stopped the bring-up (the first one), when a branch failed. */
+  get failure(): unknown {
+    return this.stop.signal.aborted ? this.stop.signal.reason : undefined;
   }
 
   interrupted(): void {
     if (this.d.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted while the openstack profile came up');
+    if (this.stop.signal.aborted) throw new MigralabError('LAB', 'openstack: stopped after another service failed');
   }
 
   /** A command on a node that must succeed; its output goes to the profile's log on failure. */
@@ -150,7 +194,10 @@ class Bringup {
     this.interrupted();
     const log = join(this.dirs.log, `${name}@${n.name}.log`);
     const slot = await this.d.ledger.record({ kind: 'process', name: `${name}@${n.name}`, node: 'lab' });
-    const envArgv = Object.keys(env).length ? ['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : [];
+    // its own working directory and TMPDIR in the lab (an erl_crash.dump, nova's config-drive staging)
+    const tmp = join(this.dirs.node(n.name), 'tmp');
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    const envArgv = ['env', '-C', tmp, `TMPDIR=${tmp}`, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
     const proc = await this.d.transport(n).spawn([...envArgv, ...argv], { logFile: log });
     await this.d.ledger.update(slot, { pid: proc.pid, startTime: proc.startTime });
     return { log, alive: () => proc.alive() };
@@ -165,7 +212,7 @@ class Bringup {
         if (!(await d.alive())) throw new MigralabError('LAB', `openstack: ${name} exited at start; the end of ${d.log}:\n${await tail(d.log)}`);
         return false;
       },
-      { timeoutMs, intervalMs: 100, signal: this.d.signal },
+      { timeoutMs, intervalMs: 100, signal: this.signal },
     );
     this.startMs[name] = Math.round(performance.now() - t0);
   }
@@ -229,7 +276,7 @@ class Bringup {
     const t0 = performance.now();
     const dir = join(this.dirs.node(this.controller.name), 'rabbitmq');
     for (const sub of ['', 'mnesia', 'log']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
-    await writeFile(join(dir, 'rabbitmq.conf'), rabbitmqConf(this.ctx), { mode: 0o600 });
+    await writeSecret(join(dir, 'rabbitmq.conf'), rabbitmqConf(this.ctx));
     await writeFile(join(dir, 'enabled_plugins'), '[].\n', { mode: 0o600 });
     // epmd of our own, on the lab address, so erl does not leave a daemonized one behind
     const epmd = await this.daemon(this.controller, 'epmd', ['epmd', '-address', this.controller.address, '-port', String(PORTS.epmd)]);
@@ -257,10 +304,12 @@ class Bringup {
     await km(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root'], 'keystone-manage fernet_setup');
     await km(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root'], 'keystone-manage credential_setup');
     const url = `http://${this.controller.name}:${PORTS.keystone}/v3/`;
-    await km(
-      ['bootstrap', '--bootstrap-password', this.ctx.secrets.admin, '--bootstrap-admin-url', url, '--bootstrap-internal-url', url, '--bootstrap-public-url', url, '--bootstrap-region-id', 'RegionOne'],
-      'keystone-manage bootstrap',
+    // the password on stdin into OS_BOOTSTRAP_PASSWORD, never on a command line (ps shows those)
+    const r = await this.ctl.run(
+      ['sh', '-c', 'read -r p; OS_BOOTSTRAP_PASSWORD="$p" exec keystone-manage bootstrap --bootstrap-admin-url "$0" --bootstrap-internal-url "$0" --bootstrap-public-url "$0" --bootstrap-region-id RegionOne', url],
+      { input: `${this.ctx.secrets.admin}\n`, check: false, timeoutMs: 300_000 },
     );
+    if (r.exitCode !== 0) throw new MigralabError('LAB', `openstack: keystone-manage bootstrap failed on ${this.controller.name} (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split('\n').slice(-8).join('\n')}`);
     this.startMs['keystone db'] = Math.round(performance.now() - t0);
   }
 
@@ -298,7 +347,7 @@ class Bringup {
     await waitFor('neutron-server to list networks', async () => (await this.api.call('network', 'GET', '/v2.0/networks', undefined, { ok: () => true })).status === 200, {
       timeoutMs: 60_000,
       intervalMs: 200,
-      signal: this.d.signal,
+      signal: this.signal,
     });
     await this.api.call('network', 'GET', '/v2.0/ports', undefined, { ok: () => true });
   }
@@ -333,12 +382,12 @@ class Bringup {
     if (n.name !== this.controller.name) {
       const nova = await this.privateDirs(n, 'nova');
       await mkdir(join(nova.lib, 'tmp'), { recursive: true });
-      await writeFile(join(nova.etc, 'nova.conf'), novaConf(this.ctx, n, TUTORIAL_INSTANCES_DIR), { mode: 0o600 });
+      await writeSecret(join(nova.etc, 'nova.conf'), novaConf(this.ctx, n, this.instancesPath(n)));
       const neutron = await this.privateDirs(n, 'neutron');
       await mkdir(join(neutron.lib, 'tmp'), { recursive: true });
-      await writeFile(join(neutron.etc, 'neutron.conf'), neutronConf(this.ctx), { mode: 0o600 });
+      await writeSecret(join(neutron.etc, 'neutron.conf'), neutronConf(this.ctx));
     }
-    await writeFile(join(this.dirs.node(n.name), 'neutron', 'etc', 'plugins', 'ml2', 'linuxbridge_agent.ini'), linuxbridgeAgentConf(), { mode: 0o600 });
+    await writeSecret(join(this.dirs.node(n.name), 'neutron', 'etc', 'plugins', 'ml2', 'linuxbridge_agent.ini'), linuxbridgeAgentConf());
     for (const argv of [
       ['ip', 'link', 'add', PROVIDER_IF.agent, 'type', 'veth', 'peer', 'name', PROVIDER_IF.bridge],
       ['ip', 'link', 'set', PROVIDER_IF.bridge, 'master', 'br0', 'up'],
@@ -390,7 +439,7 @@ class Bringup {
         const up = r.body.hypervisors.filter((h) => h.state === 'up' && h.status === 'enabled').map((h) => h.hypervisor_hostname);
         return hosts.every((h) => up.includes(h));
       },
-      { timeoutMs: 120_000, intervalMs: 500, signal: this.d.signal },
+      { timeoutMs: 120_000, intervalMs: 500, signal: this.signal },
     );
     this.startMs.hypervisors = Math.round(performance.now() - t0);
   }
@@ -467,19 +516,19 @@ class Bringup {
   async configure(): Promise<void> {
     const c = this.controller;
     const keystone = await this.privateDirs(c, 'keystone');
-    await writeFile(join(keystone.etc, 'keystone.conf'), keystoneConf(this.ctx), { mode: 0o600 });
+    await writeSecret(join(keystone.etc, 'keystone.conf'), keystoneConf(this.ctx));
     const placement = await this.privateDirs(c, 'placement');
-    await writeFile(join(placement.etc, 'placement.conf'), placementConf(this.ctx), { mode: 0o600 });
+    await writeSecret(join(placement.etc, 'placement.conf'), placementConf(this.ctx));
     const glance = await this.privateDirs(c, 'glance');
     for (const sub of ['images', 'staging', 'tasks', 'tmp']) await mkdir(join(glance.lib, sub), { recursive: true });
-    await writeFile(join(glance.etc, 'glance-api.conf'), glanceApiConf(this.ctx), { mode: 0o600 });
+    await writeSecret(join(glance.etc, 'glance-api.conf'), glanceApiConf(this.ctx));
     const neutron = await this.privateDirs(c, 'neutron');
     await mkdir(join(neutron.lib, 'tmp'), { recursive: true });
-    await writeFile(join(neutron.etc, 'neutron.conf'), neutronConf(this.ctx), { mode: 0o600 });
-    await writeFile(join(neutron.etc, 'plugins', 'ml2', 'ml2_conf.ini'), ml2Conf(), { mode: 0o600 });
+    await writeSecret(join(neutron.etc, 'neutron.conf'), neutronConf(this.ctx));
+    await writeSecret(join(neutron.etc, 'plugins', 'ml2', 'ml2_conf.ini'), ml2Conf());
     const nova = await this.privateDirs(c, 'nova');
     await mkdir(join(nova.lib, 'tmp'), { recursive: true });
-    await writeFile(join(nova.etc, 'nova.conf'), novaConf(this.ctx, c, TUTORIAL_INSTANCES_DIR), { mode: 0o600 });
+    await writeSecret(join(nova.etc, 'nova.conf'), novaConf(this.ctx, c, this.instancesPath(c)));
   }
 }
 
@@ -490,63 +539,70 @@ class Bringup {
  * (cache.ts); later bring-ups load them instead of running every service's migrations.
  */
 export async function startOpenstack(d: StackDeps): Promise<StackInfo> {
-  const t0 = performance.now();
   const b = new Bringup(d);
+  try {
+    return await bringUp(b, d);
+  } catch (e) {
+    // nothing may still be starting when up removes the lab
+    await b.settle();
+    throw b.failure instanceof Error && !(e instanceof MigralabError && e.code === 'INTERRUPTED') ? b.failure : e;
+  }
+}
+
+async function bringUp(b: Bringup, d: StackDeps): Promise<StackInfo> {
+  const t0 = performance.now();
   await mkdir(b.dirs.log, { recursive: true, mode: 0o700 });
   const cache = await databaseCache(d.plan);
   const secrets = cache.hit ? cache.secrets! : newSecrets();
-  await writeFile(b.dirs.secrets, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  await writeSecret(b.dirs.secrets, JSON.stringify(secrets, null, 2));
   b.ctx = context(d.plan, secrets);
-  await writeFile(b.dirs.openrc, adminOpenrc(b.ctx), { mode: 0o600 });
+  await writeSecret(b.dirs.openrc, adminOpenrc(b.ctx));
   b.api = new OpenstackApi(b.dirs.sockets, keystoneUrl(b.ctx), { username: 'admin', password: secrets.admin, project: 'admin' });
   const computes = d.plan.nodes.filter((n) => n.roles.includes('compute'));
   d.progress(`openstack: on ${b.controller.name}: the API relay, MariaDB, RabbitMQ; libvirtd on ${computes.map((n) => n.name).join(', ')}`);
   await b.configure();
   await b.relay();
-  const prepared = Promise.all(computes.map((n) => b.prepareCompute(n)));
-  prepared.catch(() => {});
+  const prepared = b.branch(Promise.all(computes.map((n) => b.prepareCompute(n))));
   // RabbitMQ takes longest to start (about 10 s) and only neutron and nova need it
-  const rabbit = b.rabbitmq();
-  rabbit.catch(() => {});
-  await b.mariadb();
+  const rabbit = b.branch(b.rabbitmq());
+  await b.branch(b.mariadb());
   if (cache.hit) {
     d.progress(`openstack: MariaDB ${b.startMs.mariadb} ms; loading the databases of an earlier bring-up (${cache.dir})`);
     const tl = performance.now();
-    await b.sql({ file: cache.dump }, 'loading the cached databases');
+    await b.branch(b.sql({ file: cache.dump }, 'loading the cached databases'));
     await cache.restoreKeys(join(b.dirs.node(b.controller.name), 'keystone', 'etc'));
     b.startMs['databases from cache'] = Math.round(performance.now() - tl);
-    await b.keystone();
+    await b.branch(b.keystone());
   } else {
     d.progress(`openstack: MariaDB ${b.startMs.mariadb} ms; every service's database schema (the first time for these packages: then cached)`);
     const nm = (...a: string[]) => ['nova-manage', '--config-file', '/etc/nova/nova.conf', ...a];
     const syncs = [
-      b.dbSync('placement', [['placement-manage', 'db', 'sync']]),
-      b.dbSync('glance', [['glance-manage', 'db_sync']]),
-      b.dbSync('neutron', [['neutron-db-manage', '--config-file', '/etc/neutron/neutron.conf', '--config-file', '/etc/neutron/plugins/ml2/ml2_conf.ini', 'upgrade', 'heads']]),
-      b.dbSync('nova', [nm('api_db', 'sync'), nm('cell_v2', 'map_cell0'), nm('cell_v2', 'create_cell', '--name=cell1'), nm('db', 'sync')]),
+      b.branch(b.dbSync('placement', [['placement-manage', 'db', 'sync']])),
+      b.branch(b.dbSync('glance', [['glance-manage', 'db_sync']])),
+      b.branch(b.dbSync('neutron', [['neutron-db-manage', '--config-file', '/etc/neutron/neutron.conf', '--config-file', '/etc/neutron/plugins/ml2/ml2_conf.ini', 'upgrade', 'heads']])),
+      b.branch(b.dbSync('nova', [nm('api_db', 'sync'), nm('cell_v2', 'map_cell0'), nm('cell_v2', 'create_cell', '--name=cell1'), nm('db', 'sync')])),
     ];
-    // every branch is awaited below; a failure in one must not go unhandled while another runs
-    for (const p of syncs) p.catch(() => {});
-    await b.keystoneInit();
-    await b.keystone();
-    await b.identity();
+    await b.branch(
+      (async () => {
+        await b.keystoneInit();
+        await b.keystone();
+        await b.identity();
+      })(),
+    );
     await Promise.all(syncs);
     // before any service writes its own rows (services, compute nodes, agents)
     await cache.save(b.mysqlSocket, b.ctl, secrets, join(b.dirs.node(b.controller.name), 'keystone', 'etc'));
   }
   d.progress(`openstack: keystone up (${Math.round(performance.now() - t0)} ms in); placement, glance, neutron, nova; agents and nova-compute on the computes; the lab network and the guest image`);
-  const glance = b.glance();
-  const placement = b.placement();
-  const neutron = rabbit.then(() => b.neutronServer());
-  const novaApi = rabbit.then(() => b.novaApi());
-  const novaServices = rabbit.then(() => b.novaServices(novaApi));
-  const all = [rabbit, neutron, glance, placement, novaApi, novaServices, prepared];
-  for (const p of all) p.catch(() => {});
-  const agents = Promise.all([neutron, prepared]).then(() => Promise.all(computes.map((n) => b.agent(n))));
-  const novaComputes = Promise.all([novaServices, placement, prepared]).then(() => Promise.all(computes.map((n) => b.novaCompute(n))));
-  const resources = Promise.all([neutron, glance]).then(() => b.resources(d.image));
-  for (const p of [agents, novaComputes, resources]) p.catch(() => {});
-  await Promise.all([...all, agents, novaComputes, resources]);
+  const glance = b.branch(b.glance());
+  const placement = b.branch(b.placement());
+  const neutron = b.branch(rabbit.then(() => b.neutronServer()));
+  const novaApi = b.branch(rabbit.then(() => b.novaApi()));
+  const novaServices = b.branch(rabbit.then(() => b.novaServices(novaApi)));
+  const agents = b.branch(Promise.all([neutron, prepared]).then(() => Promise.all(computes.map((n) => b.agent(n)))));
+  const novaComputes = b.branch(Promise.all([novaServices, placement, prepared]).then(() => Promise.all(computes.map((n) => b.novaCompute(n)))));
+  const resources = b.branch(Promise.all([neutron, glance]).then(() => b.resources(d.image)));
+  await Promise.all([glance, placement, neutron, novaApi, novaServices, agents, novaComputes, resources, prepared]);
   await b.hypervisors(computes.map((n) => n.name));
   const upMs = Math.round(performance.now() - t0);
   d.progress(`openstack: up in ${(upMs / 1000).toFixed(1)} s`);
