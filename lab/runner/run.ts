@@ -21,6 +21,7 @@ import { buildLabel, resolveBuild, type QemuBuild, type QemuBuildSpec } from '..
 import { createDriver } from '../migrate/registry.ts';
 import type { BootMode, MigrationDriver, MigrationProgress } from '../migrate/types.ts';
 import { MIGRATION_PORT, NBD_PORT } from '../migrate/qemu/driver.ts';
+import { SNAPSHOT_TEMPLATE_NAME } from '../migrate/qemu/snapshot.ts';
 import { summarize } from '../results/cells.ts';
 import { scenarioThresholdChecks, type ThresholdCheck } from '../results/thresholds.ts';
 import { writeReports } from '../results/reporters/index.ts';
@@ -133,10 +134,14 @@ export function overlapsWith(prev: { slot: GuestSlot; cell: Cell }, slot: GuestS
   return prev.slot !== slot && !slot.broken && !prev.cell.fault && !cell.fault && JSON.stringify(prev.cell.settings.link) === JSON.stringify(cell.settings.link);
 }
 
-/** results.sizing from the run's CPU usage, wall time and the QEMUs' peaks. */
+/**
+ * results.sizing from the run's CPU usage, wall time and the QEMUs' peaks. `qemu` keeps every
+ * QEMU measured, a snapshot's template too; the peaks by guest (and what fits the host's
+ * memory) are the guests' only: a template runs once per shape, booted through, not beside them.
+ */
 export function sizingOf(cpu: NodeJS.CpuUsage, wallMs: number, qemu: QemuPeak[], hostMemAvailableBytes: number | null): NonNullable<Results['sizing']> {
   const peakRssBytesByGuest: Record<string, number> = {};
-  for (const q of qemu) peakRssBytesByGuest[q.guest] = Math.max(peakRssBytesByGuest[q.guest] ?? 0, q.peakRssBytes);
+  for (const q of qemu) if (q.guest !== SNAPSHOT_TEMPLATE_NAME) peakRssBytesByGuest[q.guest] = Math.max(peakRssBytesByGuest[q.guest] ?? 0, q.peakRssBytes);
   return { harnessCpuMs: (cpu.user + cpu.system) / 1000, wallMs, qemu, peakRssBytesByGuest, hostMemAvailableBytes };
 }
 

@@ -40,6 +40,8 @@ const SNAPSHOT_FORMAT = 2;
 const TEMPLATE_IP = '169.254.77.1';
 /** Snapshots kept per image directory on a node; the least recently used go first. */
 const KEEP = 8;
+/** The name every snapshot template's QEMU runs under (one at a time per node). */
+export const SNAPSHOT_TEMPLATE_NAME = 'ml-snapshot';
 
 export interface Snapshot {
   file: string;
@@ -66,7 +68,7 @@ export function templateSpec(guest: GuestSpec): GuestSpec {
   // the template's pid file; not understood yet, see the closing note of 2026-12-03.)
   const key = snapshotKey(guest);
   const mac = `02:6d:6c:${key.slice(0, 2)}:${key.slice(2, 4)}:${key.slice(4, 6)}`;
-  return { ...rest, name: 'ml-snapshot', strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac, diskDataBytes: 0 };
+  return { ...rest, name: SNAPSHOT_TEMPLATE_NAME, strategy: 'block', uuid: randomUUID(), ip: TEMPLATE_IP, prefix: 32, mac, diskDataBytes: 0 };
 }
 
 /** Loading a snapshot into a guest's QEMU failed: the snapshot itself is suspect (not the guest's disks, shell or identity). */

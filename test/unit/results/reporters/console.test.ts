@@ -43,8 +43,11 @@ describe('console: sizing', () => {
       { guest: 'block-vm', node: 'controller', peakRssBytes: 300 * 2 ** 20 },
       { guest: 'block-vm', node: 'compute1', peakRssBytes: 320 * 2 ** 20 },
       { guest: 'shared-vm', node: 'controller', peakRssBytes: 290 * 2 ** 20 },
+      // a snapshot's template, booted through once: measured, but not a guest the host runs beside the others
+      { guest: 'ml-snapshot', node: 'controller', peakRssBytes: 900 * 2 ** 20 },
     ], 4 * 2 ** 30);
     expect(s.peakRssBytesByGuest).toEqual({ 'block-vm': 320 * 2 ** 20, 'shared-vm': 290 * 2 ** 20 });
+    expect(s.qemu.map((q) => q.guest)).toContain('ml-snapshot');
     expect(s.harnessCpuMs).toBe(2000);
     expect(sizingLine(s)).toBe('sizing: harness CPU 2.0 s over 20.0 s; QEMU peak RSS block-vm 320.0 MiB, shared-vm 290.0 MiB; this host had 4.0 GiB available at the start: room for 12 QEMUs of 320.0 MiB by memory alone');
     expect(sizingLine(undefined)).toBeUndefined();
