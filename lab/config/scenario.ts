@@ -61,8 +61,8 @@ export function destinationFor<N extends { name: string }>(placement: Exclude<Pl
   return source.name === a!.name ? b! : a!;
 }
 
-/** Migration drivers: QMP directly, or libvirt (virsh over qemu+tcp, the tutorial's stack). */
-export const driverNames = ['qemu', 'libvirt'] as const;
+/** Migration drivers: QMP directly, libvirt (virsh over qemu+tcp, the tutorial's stack), or nova (its compute API, in a lab with stack: openstack). */
+export const driverNames = ['qemu', 'libvirt', 'nova'] as const;
 export type DriverName = (typeof driverNames)[number];
 
 /** Faults a scenario can inject into a migration (each becomes a cell beside the fault-free one). */
@@ -241,12 +241,15 @@ export const scenarioSchema = z
       if (s.faults.findIndex((g) => JSON.stringify(g) === key) !== i) ctx.addIssue({ code: 'custom', path: ['faults', i], message: 'this fault is listed twice' });
     });
     // libvirt's TLS is its own (x509 certificates in /etc/pki): not set up by the lab
-    if (s.drivers.includes('libvirt')) {
-      if (s.security.tls !== 'none') ctx.addIssue({ code: 'custom', path: ['security', 'tls'], message: 'expected none with the libvirt driver (security.tls psk is set up through the qemu driver only)' });
+    for (const d of ['libvirt', 'nova'] as const) {
+      if (!s.drivers.includes(d)) continue;
+      if (s.security.tls !== 'none') ctx.addIssue({ code: 'custom', path: ['security', 'tls'], message: `expected none with the ${d} driver (security.tls psk is set up through the qemu driver only)` });
       (s.axes['security.tls'] ?? []).forEach((v, i) => {
-        if (v !== 'none') ctx.addIssue({ code: 'custom', path: ['axes', 'security.tls', i], message: 'expected none with the libvirt driver (security.tls psk is set up through the qemu driver only)' });
+        if (v !== 'none') ctx.addIssue({ code: 'custom', path: ['axes', 'security.tls', i], message: `expected none with the ${d} driver (security.tls psk is set up through the qemu driver only)` });
       });
+      break;
     }
+    if (isDrain(s.placement) && s.drivers.includes('nova')) ctx.addIssue({ code: 'custom', path: ['drivers'], message: 'expected no nova driver in a drain (nova migrates one server per request; drain through the qemu or libvirt driver)' });
     if (s.faults.length && s.drivers.some((d) => d !== 'qemu')) ctx.addIssue({ code: 'custom', path: ['faults'], message: 'expected drivers: [qemu] with faults (faults are injected through the qemu driver)' });
     // (a concurrency that failed its own check is not a list here)
     const concurrency = Array.isArray(s.concurrency) ? s.concurrency : [];

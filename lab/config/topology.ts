@@ -58,6 +58,20 @@ export const topologySchema = z
      * and nova's control services on the nfs-server node, libvirtd and nova-compute on every compute node.
      */
     stack: z.enum(['none', 'openstack'], { error: 'expected none or openstack' }).default('none'),
+    /** stack: openstack, its settings. */
+    openstack: z
+      .strictObject({
+        /**
+         * nova's reaction to libvirt's lifecycle events ([workarounds] handle_virt_lifecycle_events).
+         * Off by default: on a live migration's completion event nova-compute activates the
+         * destination's port binding while its post-migration step activates it too, and Zed's
+         * neutron answers the second, concurrent call with a 500 (not the 409 nova handles), so
+         * nova marks the migration error and the server ERROR (seen here on the first migration of
+         * a run). true brings the race back, on purpose.
+         */
+        novaLifecycleEvents: z.boolean({ error: 'expected true or false' }).default(false),
+      })
+      .prefault({}),
     cidr: z.string({ error: 'expected a CIDR like 10.77.0.0/24' }).refine((s) => parseCidr(s) !== undefined, {
       error: 'expected an IPv4 CIDR like 10.77.0.0/24 (prefix 8..30, no host bits)',
     }),

@@ -52,7 +52,7 @@ async function same(title: string, name: string, nodes: readonly LabNode[], argv
 export async function runDoctor(lab: StartedLab, o: DoctorOptions): Promise<Check[]> {
   const nodes = lab.computes;
   const checks: Check[] = [];
-  const useLibvirt = o.drivers.includes('libvirt');
+  const useLibvirt = o.drivers.includes('libvirt') || o.drivers.includes('nova'); // nova drives libvirt
 
   checks.push(await same('the same CPU model on every compute node', 'cpu-model', nodes, ['sh', '-c', 'grep -m1 "^model name" /proc/cpuinfo'], (s) => s.replace(/^model name\s*:\s*/, ''), 'live migration needs the same CPU type on both hosts (or a guest CPU model both have)'));
   const guestCpu = lab.info.environment.accelerator === 'kvm' ? 'host' : 'qemu64';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync, existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { execa } from 'execa';
 import { MigralabError } from '../errors.ts';
 import { processAlive, processStartTime } from './proc.ts';
@@ -122,6 +122,39 @@ export class LocalNode implements NodeTransport {
 
   connect(unixPath: string): Promise<Duplex> {
     return connectUnix(unixPath);
+  }
+
+  /**
+   * A TCP stream to host:port as this node's network namespace reaches it (a guest's serial
+   * port that nova binds on the node's lab address, say): a small relay process in the
+   * namespace, its stdio the stream. Resolves once it is connected; the relay ends with it.
+   */
+  connectTcp(host: string, port: number, timeoutMs = 5000): Promise<Duplex> {
+    const js = `const s=require('net').connect(${port},${JSON.stringify(host)});s.setNoDelay(true);s.on('connect',()=>{process.stderr.write('connected\\n');process.stdin.pipe(s);s.pipe(process.stdout)});s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`;
+    const full = [...this.prefix, process.execPath, '-e', js];
+    return new Promise((resolve, reject) => {
+      const child = spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+      let err = '';
+      const timer = setTimeout(() => fail(new Error(`no connection to ${host}:${port} on ${this.name} within ${timeoutMs} ms`)), timeoutMs);
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        reject(e);
+      };
+      child.once('error', fail);
+      child.once('exit', () => fail(new Error(`${host}:${port} on ${this.name}: ${err.replace(/connected\n/, '').trim() || 'connection closed'}`)));
+      child.stderr.on('data', (b: Buffer) => {
+        err += b.toString('utf8');
+        if (!err.startsWith('connected\n')) return;
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        const d = Duplex.from({ readable: child.stdout, writable: child.stdin });
+        d.on('close', () => child.kill('SIGTERM'));
+        child.once('exit', () => d.destroy());
+        d.on('error', () => {});
+        resolve(d);
+      });
+    });
   }
 }
 

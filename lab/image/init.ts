@@ -10,7 +10,8 @@
  *  4. network links: wait (bounded, 10 s) for /sys/class/net/eth0, set every link up.
  *  5-7. /bin/mlidentity boot (identityScript, below): config drive, network, hostname.
  *     5. config drive: the vfat file system labelled CONFIG_DRIVE_LABEL (findfs), else
- *        /dev/vdb, mounted read-only on CONFIG_MOUNT; CONFIG_ENV_PATH read as KEY=value lines
+ *        /dev/vdb, mounted read-only on CONFIG_MOUNT; CONFIG_ENV_PATH (else, on a drive nova made,
+ *        NOVA_USER_DATA_PATH) read as KEY=value lines
  *        (NAME, UUID, IP, PREFIX, MAC, GATEWAY; parsed, never sourced).
  *     6. network: the interface whose address is MAC (else eth0) gets IP/PREFIX, GATEWAY becomes
  *        the default route; then wait (bounded, 5 s) for carrier and a real qdisc, so READY means
@@ -34,6 +35,8 @@ export const DEBUG_CMDLINE_FLAG = 'migralab.debug=1';
 export const CONFIG_DRIVE_LABEL = 'config-2';
 export const CONFIG_MOUNT = '/mnt/config';
 export const CONFIG_ENV_PATH = 'migralab/env';
+/** Where nova's config drive holds a server's user_data: the nova driver passes the same KEY=value lines as CONFIG_ENV_PATH. */
+export const NOVA_USER_DATA_PATH = 'openstack/latest/user_data';
 export const MODULE_LIST_PATH = '/etc/migralab/modules';
 export const CONSOLE_TTY = '/dev/ttyS0';
 export const CONTROL_TTY = '/dev/ttyS1';
@@ -190,14 +193,19 @@ if [ -z "$dev" ]; then
   errors="$errors no-config-drive"
 elif ! mount -t vfat -o ro "$dev" ${CONFIG_MOUNT}; then
   errors="$errors config-drive-mount-failed:$dev"
-elif [ ! -r ${CONFIG_MOUNT}/${CONFIG_ENV_PATH} ]; then
-  errors="$errors no-${CONFIG_ENV_PATH}"
 else
-  while IFS='=' read -r k v; do
-    case "$k" in
-      NAME|UUID|IP|PREFIX|MAC|GATEWAY) eval "$k=\\$v" ;;
-    esac
-  done <${CONFIG_MOUNT}/${CONFIG_ENV_PATH}
+  # migralab's own drive has ${CONFIG_ENV_PATH}; a drive nova made carries the same lines as user_data
+  env=${CONFIG_MOUNT}/${CONFIG_ENV_PATH}
+  [ -r "$env" ] || env=${CONFIG_MOUNT}/${NOVA_USER_DATA_PATH}
+  if [ ! -r "$env" ]; then
+    errors="$errors no-${CONFIG_ENV_PATH}"
+  else
+    while IFS='=' read -r k v; do
+      case "$k" in
+        NAME|UUID|IP|PREFIX|MAC|GATEWAY) eval "$k=\\$v" ;;
+      esac
+    done <"$env"
+  fi
 fi
 [ -n "$NAME" ] || NAME=migralab-guest
 stage config read from $dev

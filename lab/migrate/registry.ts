@@ -10,6 +10,10 @@ const factories: Record<DriverName, (lab: StartedLab, progress?: (m: string) => 
     const { LibvirtDriver } = await import('./libvirt/driver.ts');
     return LibvirtDriver.create(lab, progress);
   },
+  nova: async (lab, progress) => {
+    const { NovaDriver } = await import('./nova/driver.ts');
+    return NovaDriver.create(lab, progress);
+  },
 };
 
 /** How a driver starts its guests; a driver that has only one way ignores it (libvirt boots cold). */

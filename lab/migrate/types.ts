@@ -2,7 +2,7 @@
  * The seam between the scenario runner and the hypervisor stack: an `Instance` (a guest
  * running on one node) and a `MigrationDriver` that starts instances and moves them.
  * Drivers: `qemu` (QMP directly, lab/migrate/qemu/), `libvirt` (virsh over qemu+tcp,
- * lab/migrate/libvirt/). The runner deals in instances, figures and observers; it never
+ * lab/migrate/libvirt/), `nova` (the compute API of a lab with stack: openstack, lab/migrate/nova/). The runner deals in instances, figures and observers; it never
  * speaks QMP or virsh itself.
  */
 import type { DriverName, Strategy } from '../config/scenario.ts';
@@ -145,6 +145,35 @@ export interface LibvirtJobInfo {
   raw: Record<string, string>;
 }
 
+/** A live migration as nova reported it (the nova driver): its request, its migration record and phases, and where the guest was after a failure. */
+export interface NovaMigrationRecord {
+  /** The compute API microversion of every call. */
+  microversion: string;
+  serverId: string;
+  /** nova's migration id (GET /servers/{id}/migrations); null: nova never listed one. */
+  migrationId: number | null;
+  /** os-migrateLive's block_migration: true for block, false for shared. */
+  blockMigration: boolean;
+  /** os-migrateLive's disk_over_commit: null, the field does not exist at this microversion (2.25 removed it). */
+  diskOverCommit: boolean | null;
+  /** The request to the server ACTIVE on the destination, as polled (ms); null when it did not get there. What Rally's live-migrate measures. */
+  apiToActiveMs: number | null;
+  /** nova's request id of the os-migrateLive call (its instance action). */
+  requestId: string | null;
+  /** Each migration status nova reported, when the harness first saw it (ms after the request, polled every 200 ms). */
+  phases: { status: string; atMs: number }[];
+  /** ms from one reported status to the next. */
+  phaseSpans: { from: string; to: string; ms: number }[];
+  /** The migration's final status in nova (completed, error, failed, ...), or why there is none (refused). */
+  status: string | null;
+  /** nova's reason for a failure: the API's error message, the server's fault, or its instance action's events. */
+  fault: string | null;
+  /** After a failure: the server's host in nova and the domain's state on each compute (libvirt). */
+  location: { nova: string | null; hypervisor: Record<string, string> } | null;
+  /** nova's own created_at / updated_at of the migration record (second resolution). */
+  novaTimes?: { createdAt: string | null; updatedAt: string | null };
+}
+
 export interface MigrationFigures {
   /** Harness wall time, first migration command on the source to the hypervisor's `completed`. */
   durationMs: number;
@@ -172,6 +201,8 @@ export interface MigrationFigures {
     eventDowntimeMs: number | null;
   };
   libvirt?: LibvirtJobInfo;
+  /** nova's account, when nova drove the migration (lab/migrate/nova/). */
+  nova?: NovaMigrationRecord;
   ramDump?: RamDumpComparison;
   /** Why a figure is null, or what the driver noticed. */
   notes: string[];
@@ -236,13 +267,16 @@ export class MigrationFailed extends MigralabError {
     /** Where the guest runs now (the source for a failed migration) and its status; null status: unknown, and why is in the message. */
     readonly guestState: { node: string; status: string },
     readonly kind: FailureKind = 'unknown',
-    options?: { cause?: unknown; detectedAfterMs?: number; landed?: Instance },
+    options?: { cause?: unknown; detectedAfterMs?: number; landed?: Instance; nova?: NovaMigrationRecord },
   ) {
     super('MIGRATION', message, options);
     this.name = 'MigrationFailed';
     this.detectedAfterMs = options?.detectedAfterMs ?? null;
     this.landed = options?.landed;
+    this.nova = options?.nova;
   }
+  /** nova's account of the failed migration (the nova driver). */
+  readonly nova: NovaMigrationRecord | undefined;
   readonly detectedAfterMs: number | null;
   /** The migration completed after all (its watcher failed first): the guest's instance now. */
   readonly landed: Instance | undefined;
@@ -262,6 +296,8 @@ export interface MigrationDriver {
   launch(guest: GuestSpec, node: LabNode, opts?: LaunchOptions): Promise<Instance>;
   /** Moves a running instance to `destination`. On failure the guest keeps running where it was, and MigrationFailed says so. */
   migrate(instance: Instance, destination: LabNode, options: MigrateOptions, events?: MigrationEvents): Promise<MigrationOutcome>;
+  /** Why this driver cannot run the guest here (its iterations are skipped, saying so); null when it can. */
+  refuses?(guest: GuestSpec): string | null;
   /** The guest left `node` for good: remove what of it stays there (block: its local disk copies). */
   releaseNode(guest: GuestSpec, node: LabNode): Promise<void>;
   /** Removes the guest's disks (and definitions) from every node. */

@@ -12,7 +12,7 @@ import { pingIntervalNote, type PingResult } from '../measure/ping.ts';
 import { topGaps } from '../measure/gaps.ts';
 import { derivePhases } from '../measure/phases.ts';
 import { crossCheck } from '../measure/crosscheck.ts';
-import type { DiskLocation, FailureKind, MigrationFigures } from '../migrate/types.ts';
+import type { DiskLocation, FailureKind, MigrationFigures, NovaMigrationRecord } from '../migrate/types.ts';
 import type { QemuBuild } from '../qemu/builds.ts';
 import type { KnownIssue } from '../provision/environment.ts';
 import type { IterationResult } from './schema.ts';
@@ -36,6 +36,8 @@ export interface IterationObservation {
   notMigrated?: string;
   figures?: MigrationFigures;
   failure?: { message: string; kind: FailureKind; detectedAfterMs: number | null };
+  /** nova's account of a migration that failed (the nova driver); a completed one's is in figures.nova. */
+  nova?: NovaMigrationRecord;
   /** Where the guest ran afterwards, as the hypervisor said. */
   guestOn?: { node: string; status: string };
   /** The migration completed, but the checks after it did not finish: why. */
@@ -155,6 +157,8 @@ function record(o: IterationObservation): IterationResult {
   };
   if (o.guestOn) r.guestOn = o.guestOn;
   if (f?.libvirt) r.libvirt = f.libvirt;
+  const nova = f?.nova ?? o.nova;
+  if (nova) r.nova = nova;
   if (f?.ramDump) r.ramDump = f.ramDump;
   if (f) {
     notes.push(...f.notes);

@@ -120,6 +120,25 @@ export const iterationSchema = z.object({
       raw: z.record(z.string(), z.string()),
     })
     .optional(),
+  /** nova's account of the migration, when nova drove it (completed or not): lab/migrate/types.ts NovaMigrationRecord. */
+  nova: z
+    .object({
+      microversion: z.string(),
+      serverId: z.string(),
+      migrationId: z.number().int().nullable(),
+      blockMigration: z.boolean(),
+      diskOverCommit: z.boolean().nullable(),
+      /** The os-migrateLive request to the server ACTIVE on the destination (what Rally measures); null: it did not get there. */
+      apiToActiveMs: ms,
+      requestId: z.string().nullable(),
+      phases: z.array(z.object({ status: z.string(), atMs: z.number() })),
+      phaseSpans: z.array(z.object({ from: z.string(), to: z.string(), ms: z.number() })),
+      status: z.string().nullable(),
+      fault: z.string().nullable(),
+      location: z.object({ nova: z.string().nullable(), hypervisor: z.record(z.string(), z.string()) }).nullable(),
+      novaTimes: z.object({ createdAt: z.string().nullable(), updatedAt: z.string().nullable() }).optional(),
+    })
+    .optional(),
   /** verify.ramDump: both sides' guest RAM compared byte for byte while paused. */
   ramDump: z.object({ bytes: z.number(), pagesDiffering: z.number().int(), firstPages: z.array(z.number().int()), tookMs: z.number() }).optional(),
   /** The memory writer's check of its working set after the migration (where the guest ran then); null: not checked. */

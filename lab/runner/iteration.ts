@@ -206,6 +206,7 @@ export async function runIteration(ctx: IterationContext, slot: GuestSlot, place
     } catch (e) {
       if (!(e instanceof MigrationFailed)) throw e;
       obs.failure = { message: e.message, kind: e.kind, detectedAfterMs: e.detectedAfterMs };
+      if (e.nova) obs.nova = e.nova;
       obs.guestOn = e.guestState;
       if (e.landed) {
         await before.stop().catch(() => {});

@@ -179,6 +179,8 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
   if (tooMuch) throw new MigralabError('PREREQ', `${opts.scenarioFile}: ${tooMuch}`);
 
   FaultInjection.checkProvider(topology.provider, scenario.faults);
+  if (scenario.drivers.includes('nova') && topology.stack !== 'openstack')
+    throw await fieldError(opts.scenarioFile, ['drivers'], `expected a topology with stack: openstack for the nova driver (e.g. topologies/devstack.lab.yaml); ${topologyFile} has stack: ${topology.stack}`);
   const computeNames = topology.nodes.filter((n) => n.roles.includes('compute')).map((n) => n.name);
   if (scenario.bootOn !== undefined && !computeNames.includes(scenario.bootOn))
     throw await fieldError(opts.scenarioFile, ['bootOn'], `expected one of the compute nodes of ${topologyFile} (${computeNames.join(', ')}), got "${scenario.bootOn}"`);
@@ -228,7 +230,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     if (late.length) throw refusal(late);
     const drivers = new Map<DriverName, MigrationDriver>();
     for (const d of scenario.drivers) drivers.set(d, await createDriver(d, lab, step, { boot: opts.boot }));
-    if (scenario.drivers.includes('libvirt')) results.environment.libvirtVersion = lab.info.environment.libvirtVersion ?? null;
+    if (scenario.drivers.includes('libvirt') || scenario.drivers.includes('nova')) results.environment.libvirtVersion = lab.info.environment.libvirtVersion ?? null;
     if (!opts.skipDoctor) {
       // a drain's guests each migrate on ports of their own (qemu driver): those must be open too
       const extraPorts = isDrain(scenario.placement) && scenario.drivers.includes('qemu')
@@ -278,8 +280,10 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
     } else {
       for (const [key, slot] of guestSlots(cells, scenario, lab, builds, drivers)) slots.set(key, slot);
       const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
-      step(`booting ${[...slots.values()].map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
-      const booted = await bootAll([...slots.values()], first, opts.signal);
+      for (const g of slots.values()) if (g.unreplaceable) step(`not booting ${g.name}: ${g.unreplaceable}`);
+      const bootable = [...slots.values()].filter((g) => !g.unreplaceable);
+      step(`booting ${bootable.map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
+      const booted = await bootAll(bootable, first, opts.signal);
       boots.push(...booted.guests);
       step(bootSummary(booted));
 
@@ -410,7 +414,11 @@ function guestSlots(cells: readonly Cell[], s: Scenario, lab: StartedLab, builds
       diskDataBytes: s.guest.diskData,
       build,
     });
-    return [key, new GuestSlot(spec, drivers.get(cell.driver)!)];
+    const slot = new GuestSlot(spec, drivers.get(cell.driver)!);
+    // a driver that cannot run this guest here (shared storage under nova without kernel NFS): its iterations are skipped, saying why
+    const refused = slot.driver.refuses?.(spec);
+    if (refused) slot.broken = slot.unreplaceable = refused;
+    return [key, slot];
   });
 }
 

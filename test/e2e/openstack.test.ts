@@ -3,12 +3,16 @@
  * demand (`setup.sh --openstack`, a no-op once they are), the profile raised twice, first
  * running every service's migrations (its database cache removed first), then from that
  * cache; every service answering on the lab's addresses only, keystone's catalog, both
- * hypervisors and agents up in nova and neutron, the lab network and the guest image; and
- * after each `down`, nothing of it left.
+ * hypervisors and agents up in nova and neutron, the lab network and the guest image; the
+ * nova driver (a guest booted through nova, block migration each way with every proof,
+ * shared storage skipped for want of kernel NFS, a migration nova refuses); and after each
+ * `down`, nothing of it left.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { cli, leftovers, onNode } from './helpers.ts';
 import { loadTopology } from '../../lab/config/topology.ts';
@@ -17,6 +21,12 @@ import { databaseCache } from '../../lab/stack/openstack/cache.ts';
 import { adminApi } from '../../lab/stack/openstack/stack.ts';
 import type { LabInfo } from '../../lab/provision/provider.ts';
 import { PORTS } from '../../lab/stack/openstack/config.ts';
+import { providerFor } from '../../lab/provision/providers.ts';
+import { createDriver } from '../../lab/migrate/registry.ts';
+import { MigrationFailed } from '../../lab/migrate/types.ts';
+import { labGuestSpec } from '../../lab/runner/guests.ts';
+import { resolveBuild } from '../../lab/qemu/builds.ts';
+import { scenarioSchema } from '../../lab/config/scenario.ts';
 
 const topology = 'test/fixtures/devstack.lab.yaml';
 let plan: LabPlan;
@@ -128,6 +138,103 @@ describe('the openstack lab profile', () => {
       expect(await img(r.images.ramdisk)).toMatchObject({ disk_format: 'raw', status: 'active' });
       expect(await img(r.images.guest)).toMatchObject({ disk_format: 'qcow2', status: 'active', kernel_id: r.images.kernel, ramdisk_id: r.images.ramdisk });
     });
+
+    it('the nova driver: a guest booted through nova moves compute1 -> controller -> compute1 by block migration with every proof; shared storage is skipped, saying why', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'migralab-nova-'));
+      try {
+        const file = join(dir, 'nova.yaml');
+        writeFileSync(
+          file,
+          [
+            'name: nova-e2e',
+            `topology: ${resolve(topology)}`,
+            'strategies: [block, shared]',
+            'drivers: [nova]',
+            'bootOn: compute1',
+            'repetitions: 2',
+            'guest: { memory: 128MiB, disk: 64MiB, diskData: 16MiB }',
+            'ping: { intervalMs: 10 }',
+            '',
+          ].join('\n'),
+        );
+        const { runScenario } = await import('../../lab/runner/run.ts');
+        const r = await runScenario({ scenarioFile: file, resultsDir: join(dir, 'results') });
+        const block = r.results.iterations.filter((i) => i.strategy === 'block');
+        expect(block.map((i) => `${i.source}->${i.destination}`)).toEqual(['compute1->controller', 'controller->compute1']);
+        for (const i of block) {
+          expect(i.ok, JSON.stringify({ error: i.error, notes: i.notes, nova: i.nova })).toBe(true);
+          expect(i.driver).toBe('nova');
+          expect(i.verified).toEqual({ onDestination: true, sourceGone: true, diskIntact: true, ramIntact: true, answersPing: true });
+          const n = i.nova!;
+          expect(n.microversion).toBe('2.80');
+          expect(n.blockMigration).toBe(true);
+          expect(n.diskOverCommit).toBeNull();
+          expect(n.migrationId).toEqual(expect.any(Number));
+          expect(n.status).toBe('completed');
+          expect(n.fault).toBeNull();
+          expect(n.phases.map((p) => p.status)).toEqual(expect.arrayContaining(['running', 'completed']));
+          expect(n.phaseSpans.length).toBe(n.phases.length - 1);
+          // nova's whole operation holds libvirt's migration, which holds QEMU's downtime
+          expect(i.durationMs).toBe(n.apiToActiveMs);
+          expect(i.libvirt!.timeElapsedMs!).toBeGreaterThan(0);
+          expect(n.apiToActiveMs!).toBeGreaterThan(i.libvirt!.timeElapsedMs!);
+          expect(i.libvirt!.timeElapsedMs!).toBeGreaterThan(i.qemu.downtimeMs!);
+          expect(i.libvirt!.diskProcessedBytes!).toBeGreaterThan(16 * 2 ** 20);
+          expect(i.ping.maxGapMs!).toBeGreaterThan(0);
+          expect(i.disk!.destination!.filename).toMatch(/\/instances\/[0-9a-f-]{36}\/disk$/);
+        }
+        // nova's ids: one server, a new migration each time
+        expect(new Set(block.map((i) => i.nova!.serverId)).size).toBe(1);
+        expect(block[1]!.nova!.migrationId).toBeGreaterThan(block[0]!.nova!.migrationId!);
+        const shared = r.results.iterations.filter((i) => i.strategy === 'shared');
+        expect(shared.length).toBe(2);
+        for (const i of shared) {
+          expect(i.ok).toBe(false);
+          expect(i.error).toMatch(/^skipped: .*kernel NFS.*this kernel has no NFS client.*block migration only/);
+        }
+        // the guests are gone from nova and from both hypervisors
+        const api = await adminApi(plan);
+        expect((await api.call<{ servers: unknown[] }>('compute', 'GET', '/servers?all_tenants=1')).body.servers).toEqual([]);
+        for (const n of ['controller', 'compute1']) expect((await onNode(plan, n, ['virsh', '-c', 'qemu:///system', 'list', '--name'])).stdout.trim()).toBe('');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 300_000);
+
+    it('a migration nova refuses (to a host it does not know) fails with nova\'s message, and the guest stays running on its source', async () => {
+      const t = await loadTopology(topology);
+      const lab = await providerFor(t).up(t, resolve(topology), () => {});
+      try {
+        expect(lab.alreadyUp).toBe(true);
+        const driver = await createDriver('nova', lab);
+        const source = lab.node('compute1');
+        const spec = labGuestSpec(lab, { name: 'refused-vm', strategy: 'block', index: 7, memoryBytes: 128 * 2 ** 20, diskBytes: 64 * 2 ** 20, diskDataBytes: 0, build: await resolveBuild('system', t.paths.qemuCache) });
+        const inst = await driver.launch(spec, source);
+        try {
+          const nowhere = { ...lab.node('controller'), name: 'nowhere' };
+          const err = await driver.migrate(inst, nowhere, { timeoutMs: 60_000, tunables: scenarioSchema.parse({ name: 'x' }).tunables, copyMode: 'background' }).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(err).toBeInstanceOf(MigrationFailed);
+          const f = err as MigrationFailed;
+          expect(f.kind).toBe('refused');
+          expect(f.message).toMatch(/nova refused the live migration to nowhere: HTTP 400: .*nowhere/);
+          expect(f.guestState).toEqual({ node: 'compute1', status: 'running' });
+          expect(f.nova).toMatchObject({ status: 'refused (HTTP 400)', location: { nova: 'compute1', hypervisor: { compute1: 'running', controller: 'gone' } } });
+          expect(f.nova!.fault).toMatch(/nowhere/);
+          // still the same guest, answering on its source
+          expect(await inst.status()).toBe('running');
+          await using sh = await inst.shell();
+          expect((await sh.exec('cat /etc/hostname')).output.trim()).toBe('refused-vm');
+        } finally {
+          await driver.destroy(spec);
+        }
+        expect(await inst.gone()).toBe(true);
+      } finally {
+        lab.release();
+      }
+    }, 180_000);
 
     it('down stops every service and removes every namespace, mount, database and file; the host\'s own files are as they were', async () => {
       const pids = await labPids();

@@ -5,7 +5,7 @@
  * a guest, and the parser of `virsh domjobinfo --rawstats`.
  */
 import type { DiskSpec } from '../../qemu/argv.ts';
-import type { LibvirtJobInfo } from '../types.ts';
+import type { LibvirtJobInfo, MigrationFigures, MigrationSample } from '../types.ts';
 
 /** The TCP port libvirtd listens on with listen_tcp = 1. */
 export const LIBVIRT_TCP_PORT = 16509;
@@ -224,4 +224,48 @@ export function disksOfDomainXml(xml: string): { target: string; driver: 'file' 
     }
   }
   return out;
+}
+
+/**
+ * One look at libvirt's job statistics (`virsh domjobinfo --rawstats`) as a timeline sample;
+ * null when no migration job is running. A block migration is in its disk copy until
+ * libvirt reports memory processed.
+ */
+export function jobSample(raw: Record<string, string>, t: number, block: boolean): { sample: MigrationSample; memProcessed: number; diskTotal: number | null; memTotal: number | null } | null {
+  if (!(raw.type === '2' || raw.type === 'unbounded' || raw.memory_total !== undefined)) return null;
+  const n = (k: string) => (raw[k] !== undefined && raw[k] !== '' ? Number(raw[k]) : null);
+  const memProcessed = n('memory_processed') ?? 0;
+  const inMirror = block && memProcessed === 0;
+  const pageSize = n('memory_page_size') ?? 4096;
+  return {
+    sample: {
+      t,
+      phase: inMirror ? 'mirror' : 'ram',
+      diskDone: n('disk_processed'),
+      diskRemaining: n('disk_remaining'),
+      ramTransferred: n('memory_processed'),
+      ramRemaining: n('memory_remaining'),
+      dirtyBytesPerSec: n('memory_dirty_rate') !== null ? n('memory_dirty_rate')! * pageSize : null,
+      mbps: n('memory_bps') !== null ? (n('memory_bps')! * 8) / 1e6 : null,
+      iterations: n('memory_iteration'),
+    },
+    memProcessed,
+    diskTotal: n('disk_total'),
+    memTotal: n('memory_total'),
+  };
+}
+
+/** QEMU's figures as libvirt passes them on (its completed job): no total time, no event downtime (libvirt owns QMP). */
+export function qemuFiguresOfJob(raw: Record<string, string>, lv: LibvirtJobInfo, block: boolean, samples: readonly MigrationSample[]): MigrationFigures['qemu'] {
+  const setup = raw.setup_time !== undefined && raw.setup_time !== '' ? Number(raw.setup_time) : null;
+  return {
+    totalTimeMs: null,
+    downtimeMs: lv.downtimeMs,
+    setupTimeMs: setup,
+    ramBytes: lv.memoryProcessedBytes,
+    diskBytes: block ? lv.diskProcessedBytes : 0,
+    iterations: lv.iterations,
+    dirtyBytesPerSecMax: samples.reduce<number | null>((m, x) => (x.dirtyBytesPerSec !== null && (m === null || x.dirtyBytesPerSec > m) ? x.dirtyBytesPerSec : m), null),
+    eventDowntimeMs: null,
+  };
 }

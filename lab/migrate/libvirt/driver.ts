@@ -24,7 +24,7 @@ import { consoleTail, runFiles } from '../../qemu/process.ts';
 import { waitFor } from '../../time/wait.ts';
 import { createDisks, diskSizes, locateDataDisk, releaseLocalDisks, removeDisks } from '../disks.ts';
 import { diskFiles, instanceDir } from '../storage.ts';
-import { bootTimeoutFor, SWITCHOVER_NEAR_BYTES } from '../qemu/driver.ts';
+import { bootTimeoutFor } from '../qemu/driver.ts';
 import { blockSteps } from '../qemu/storage.ts';
 import {
   MigrationFailed,
@@ -36,12 +36,12 @@ import {
   type MigrationDriver,
   type MigrationEvents,
   type MigrationOutcome,
-  type MigrationSample,
 } from '../types.ts';
-import { disksOfDomainXml, domainXml, jobInfo, parseRawStats } from './config.ts';
+import { disksOfDomainXml, domainXml, jobInfo, parseRawStats, qemuFiguresOfJob } from './config.ts';
+import { JobWatch } from './job.ts';
 import { ensureLibvirtd, libvirtVersion } from './daemon.ts';
+import { domainState, signalDomain, VIRSH } from './domain.ts';
 
-const VIRSH = ['virsh', '-c', 'qemu:///system'] as const;
 /** libvirt's job statistics every 200 ms (each virsh call takes its own time on top: the samples are sparser under load). */
 const SAMPLE_MS = 200;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -168,7 +168,6 @@ export class LibvirtDriver implements MigrationDriver {
       const argv = [...VIRSH, 'migrate', '--live', '--p2p', '--verbose', ...(guest.strategy === 'block' ? ['--copy-storage-all'] : []), ...tunableArgs(options), '--xml', xmlFile, guest.name, `qemu+tcp://${destination.name}/system`];
       const prepareMs = performance.now() - tPrep;
 
-      const samples: MigrationSample[] = [];
       t0 = performance.now();
       const startedAt = performance.timeOrigin + t0;
       const since = () => performance.now() - t0!;
@@ -183,9 +182,7 @@ export class LibvirtDriver implements MigrationDriver {
       proc.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')));
       let exit: Awaited<typeof proc.exited> | undefined;
       void proc.exited.then((e) => (exit = e));
-      let phase: 'mirror' | 'ram' | undefined;
-      let near = false;
-      let mirrorReady: number | null = null;
+      const watch = new JobWatch(guest.strategy === 'block', events, true);
       let downtimeSet = options.tunables.downtimeLimitMs === undefined;
       const deadline = t0 + options.timeoutMs;
       while (!exit) {
@@ -197,40 +194,12 @@ export class LibvirtDriver implements MigrationDriver {
         }
         const info = await source.transport.run([...VIRSH, 'domjobinfo', guest.name, '--rawstats'], { check: false, timeoutMs: 10_000 });
         const raw = parseRawStats(info.stdout);
-        if (raw.type === '2' || raw.type === 'unbounded' || raw.memory_total !== undefined) {
-          if (!downtimeSet) downtimeSet = (await source.transport.run([...VIRSH, 'migrate-setmaxdowntime', guest.name, String(options.tunables.downtimeLimitMs)], { check: false })).exitCode === 0;
-          const n = (k: string) => (raw[k] !== undefined && raw[k] !== '' ? Number(raw[k]) : null);
-          const diskRemaining = n('disk_remaining');
-          const memProcessed = n('memory_processed') ?? 0;
-          const inMirror = guest.strategy === 'block' && memProcessed === 0;
-          if (inMirror && phase !== 'mirror') events.phase?.((phase = 'mirror'), since());
-          if (!inMirror && phase !== 'ram') {
-            if (guest.strategy === 'block') mirrorReady = since();
-            events.phase?.((phase = 'ram'), since());
-          }
-          const pageSize = n('memory_page_size') ?? 4096;
-          samples.push({
-            t: since(),
-            phase: inMirror ? 'mirror' : 'ram',
-            diskDone: n('disk_processed'),
-            diskRemaining,
-            ramTransferred: n('memory_processed'),
-            ramRemaining: n('memory_remaining'),
-            dirtyBytesPerSec: n('memory_dirty_rate') !== null ? n('memory_dirty_rate')! * pageSize : null,
-            mbps: n('memory_bps') !== null ? (n('memory_bps')! * 8) / 1e6 : null,
-            iterations: n('memory_iteration'),
-          });
-          if (inMirror && n('disk_total') !== null) events.progress?.({ phase: 'mirror', done: n('disk_processed') ?? 0, total: n('disk_total')! });
-          else if (n('memory_total') !== null) events.progress?.({ phase: 'ram', done: memProcessed, total: memProcessed + (n('memory_remaining') ?? 0) });
-          const rem = n('memory_remaining');
-          if (!near && !inMirror && memProcessed > 0 && rem !== null && rem < SWITCHOVER_NEAR_BYTES) {
-            near = true;
-            events.phase?.('switchover-near', since());
-          }
-        }
+        if (watch.see(raw, since()) && !downtimeSet)
+          downtimeSet = (await source.transport.run([...VIRSH, 'migrate-setmaxdowntime', guest.name, String(options.tunables.downtimeLimitMs)], { check: false })).exitCode === 0;
         await Promise.race([proc.exited, sleep(SAMPLE_MS)]);
       }
       const durationMs = since();
+      const { samples, mirrorReady } = watch;
       if (exit.exitCode !== 0) throw new MigralabError('MIGRATION', `virsh migrate failed (exit ${exit.exitCode}): ${out.trim().split('\n').filter((l) => !/^Migration: \[/.test(l)).slice(-3).join(' | ') || exit.error || ''}`);
       const completedAt = startedAt + durationMs;
       await Promise.race([completedEvent.exited, sleep(5000)]);
@@ -245,7 +214,6 @@ export class LibvirtDriver implements MigrationDriver {
       const lv = jobInfo(raw, durationMs);
       notes.push("libvirt drove this migration: QEMU's total time is not passed on by libvirt (libvirt.timeElapsedMs is libvirt's own job); downtime, setup time and RAM counts are QEMU's as libvirt reports them");
       notes.push('libvirt: the destination running time and QEMU event downtime are not observed (libvirt owns the QMP connection)');
-      const num = (k: string) => (raw[k] !== undefined ? Number(raw[k]) : null);
       return {
         instance: new LibvirtInstance(this.lab, guest, destination),
         figures: {
@@ -264,16 +232,7 @@ export class LibvirtDriver implements MigrationDriver {
             postcopy: options.tunables.postcopy,
             tls: false,
           },
-          qemu: {
-            totalTimeMs: null,
-            downtimeMs: lv.downtimeMs,
-            setupTimeMs: num('setup_time'),
-            ramBytes: lv.memoryProcessedBytes,
-            diskBytes: guest.strategy === 'block' ? lv.diskProcessedBytes : 0,
-            iterations: lv.iterations,
-            dirtyBytesPerSecMax: samples.reduce<number | null>((m, s) => (s.dirtyBytesPerSec !== null && (m === null || s.dirtyBytesPerSec > m) ? s.dirtyBytesPerSec : m), null),
-            eventDowntimeMs: null,
-          },
+          qemu: qemuFiguresOfJob(raw, lv, guest.strategy === 'block', samples),
           libvirt: lv,
           notes,
         },
@@ -324,18 +283,8 @@ export class LibvirtInstance implements Instance {
     return runFiles(this.node.plan.dir, this.guest.name);
   }
 
-  async status(): Promise<string> {
-    const r = await this.node.transport.run([...VIRSH, 'domstate', this.guest.name], { check: false });
-    if (r.exitCode !== 0) return 'gone';
-    const s = r.stdout.trim();
-    return s === 'shut off' ? 'shutdown' : s === 'in shutdown' ? 'shutdown' : s;
-  }
-
-  /** QEMU's PID as libvirt recorded it (in the node's private /run). */
-  private async pid(): Promise<number | undefined> {
-    const r = await this.node.transport.run(['cat', `/run/libvirt/qemu/${this.guest.name}.pid`], { check: false });
-    const n = Number(r.stdout.trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
+  status(): Promise<string> {
+    return domainState(this.node, this.guest.name);
   }
 
   async gone(): Promise<boolean> {
@@ -364,14 +313,12 @@ export class LibvirtInstance implements Instance {
     await this.node.transport.remove(this.files().dir);
   }
 
-  async kill(): Promise<void> {
-    const pid = await this.pid();
-    if (pid) await this.node.transport.process(pid).signal('SIGKILL');
+  kill(): Promise<void> {
+    return signalDomain(this.node, this.guest.name, 'SIGKILL');
   }
 
-  async freeze(frozen: boolean): Promise<void> {
-    const pid = await this.pid();
-    if (pid) await this.node.transport.process(pid).signal(frozen ? 'SIGSTOP' : 'SIGCONT');
+  freeze(frozen: boolean): Promise<void> {
+    return signalDomain(this.node, this.guest.name, frozen ? 'SIGSTOP' : 'SIGCONT');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -83,6 +83,7 @@ export function iterationLine(r: IterationResult): string {
     `ping gap ${ms(r.ping.maxGapMs)} (${r.ping.lost}/${r.ping.sent} lost)`,
   ];
   if (r.guest?.clockLossMs != null) parts.push(`guest lost ${ms(r.guest.clockLossMs)}`);
+  if (r.nova) parts.push(`nova migration ${r.nova.migrationId ?? '?'}: ${r.nova.phases.map((p) => `${p.status} at ${ms(p.atMs)}`).join(', ') || 'no phase seen'}; libvirt's job ${ms(r.libvirt?.timeElapsedMs)} of it`);
   parts.push(`RAM ${formatBytes(r.qemu.ramBytes ?? 0)}`, `disk ${formatBytes(r.qemu.diskBytes ?? 0)}`);
   if (r.link?.efficiency != null) parts.push(`link efficiency ${formatPercent(r.link.efficiency)}`);
   const flags = (r.crossCheck ?? []).map((f) => `\n    ! ${f}`).join('');

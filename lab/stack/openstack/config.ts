@@ -18,6 +18,9 @@ export const PORTS = {
   nova: 8774,
 } as const;
 
+/** nova's serial-console ports on each compute (the guests' serial ports listen there, on the node's lab address). */
+export const SERIAL_PORT_RANGE = '10000:10099';
+
 /** The services' database and keystone users: one name per service, a password each (per lab). */
 export const SERVICES = ['keystone', 'placement', 'glance', 'neutron', 'nova'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -36,6 +39,8 @@ export interface StackContext {
   controller: string;
   controllerAddress: string;
   secrets: Secrets;
+  /** nova-compute handles libvirt's lifecycle events (topology openstack.novaLifecycleEvents; default false). */
+  novaLifecycleEvents?: boolean;
 }
 
 const ini = (sections: Record<string, Record<string, string | number | boolean | undefined>>): string =>
@@ -285,6 +290,11 @@ export function ml2Conf(): string {
  */
 export const PROVIDER_IF = { agent: 'ml-provider', bridge: 'ml-provider-br' } as const;
 
+/** The bridge neutron's linuxbridge agent (and nova, through os-vif) plugs a network's ports into: brq + the network id's first 11 characters. */
+export function linuxbridgeName(networkId: string): string {
+  return `brq${networkId.slice(0, 11)}`;
+}
+
 /** linuxbridge_agent.ini: the provider network on PROVIDER_IF, no VXLAN, no firewall. */
 export function linuxbridgeAgentConf(iface: string = PROVIDER_IF.agent): string {
   return (
@@ -351,10 +361,16 @@ export function novaConf(c: StackContext, node: { name: string; address: string 
       },
       vnc: { enabled: false },
       spice: { enabled: false },
-      serial_console: { enabled: false },
+      // the guests' serial ports as TCP listeners on the node's lab address: the second is the
+      // guest's control shell (the nova driver asks for two with the image's hw_serial_port_count)
+      serial_console: { enabled: true, proxyclient_address: node.address, port_range: SERIAL_PORT_RANGE },
       scheduler: { discover_hosts_in_cells_interval: 2, workers: 1 },
       conductor: { workers: 1 },
       compute: { live_migration_wait_for_vif_plug: true },
+      // off unless the topology asks (openstack.novaLifecycleEvents): nova's early port-binding
+      // activation on the source's migration-completed event races its post-migration
+      // activation, and Zed's neutron fails the loser with a 500, which puts the server in ERROR
+      workarounds: { handle_virt_lifecycle_events: c.novaLifecycleEvents ?? false },
       oslo_concurrency: { lock_path: '/var/lib/nova/tmp' },
       os_vif_linux_bridge: { use_ipv6: false },
     })

@@ -44,6 +44,7 @@ import {
   vfatMountWrappers,
   adminOpenrc,
   PROVIDER_IF,
+  linuxbridgeName,
   type ServiceName,
   type Secrets,
   type StackContext,
@@ -112,7 +113,7 @@ export async function adminApi(plan: LabPlan): Promise<OpenstackApi> {
 }
 
 function context(plan: LabPlan, secrets: Secrets): StackContext {
-  return { controller: plan.nfsServer.name, controllerAddress: plan.nfsServer.address, secrets };
+  return { controller: plan.nfsServer.name, controllerAddress: plan.nfsServer.address, secrets, novaLifecycleEvents: plan.topology.openstack?.novaLifecycleEvents };
 }
 
 /** A file that holds passwords: 0600 even where a copy of the package's file (0640, its group) was there first. */
@@ -399,6 +400,24 @@ class Bringup {
     this.startMs[`libvirtd@${n.name}`] = Math.round(performance.now() - t0);
   }
 
+  /**
+   * The lab network's bridge on a compute (linuxbridge's brq + the network id's first 11
+   * characters) with the provider veth in it, made before any guest: the agent would make it
+   * only for the node's first port, and when that port arrives by live migration its
+   * binding is activated after the switchover, so QEMU's announcements of the guest's MAC
+   * found no way out and br0 kept sending the guest's traffic to the source.
+   */
+  async providerBridge(n: NodePlan, network: string): Promise<void> {
+    const node = this.d.transport(n);
+    const br = linuxbridgeName(network);
+    for (const argv of [
+      ['ip', 'link', 'add', br, 'type', 'bridge'],
+      ['ip', 'link', 'set', PROVIDER_IF.agent, 'master', br],
+      ['ip', 'link', 'set', br, 'up'],
+    ])
+      await this.sh(node, argv, argv.join(' '));
+  }
+
   /** The linuxbridge agent of a compute (once neutron-server answers). */
   async agent(n: NodePlan): Promise<void> {
     const t0 = performance.now();
@@ -602,7 +621,8 @@ async function bringUp(b: Bringup, d: StackDeps): Promise<StackInfo> {
   const agents = b.branch(Promise.all([neutron, prepared]).then(() => Promise.all(computes.map((n) => b.agent(n)))));
   const novaComputes = b.branch(Promise.all([novaServices, placement, prepared]).then(() => Promise.all(computes.map((n) => b.novaCompute(n)))));
   const resources = b.branch(Promise.all([neutron, glance]).then(() => b.resources(d.image)));
-  await Promise.all([glance, placement, neutron, novaApi, novaServices, agents, novaComputes, resources, prepared]);
+  const wired = b.branch(Promise.all([resources, prepared]).then(([r]) => Promise.all(computes.map((n) => b.providerBridge(n, r.network)))));
+  await Promise.all([glance, placement, neutron, novaApi, novaServices, agents, novaComputes, resources, prepared, wired]);
   await b.hypervisors(computes.map((n) => n.name));
   const upMs = Math.round(performance.now() - t0);
   d.progress(`openstack: up in ${(upMs / 1000).toFixed(1)} s`);

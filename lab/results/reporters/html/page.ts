@@ -68,8 +68,9 @@ function timelineFigures(run: ReportData['runs'][number]): string {
       at('post-copy', marks.postcopyStart),
       at('completed', marks.completed),
       at('destination running', marks.destRunning),
+      it.nova ? `nova migration ${it.nova.migrationId ?? '?'}: ${it.nova.phases.map((p) => `${p.status} at ${formatNumber(p.atMs, 'ms')} ms`).join(', ') || 'no phase seen'}${it.nova.apiToActiveMs !== null ? `, ACTIVE on ${it.destination} at ${formatNumber(it.nova.apiToActiveMs, 'ms')} ms` : ''}` : '',
       `${it.timeline.ping.length} replies`,
-      samples ? `${samples} QMP samples` : '',
+      samples ? `${samples} ${it.driver === 'libvirt' || it.driver === 'nova' ? 'libvirt' : 'QMP'} samples` : '',
     ].filter(Boolean);
     return `<figure class="timeline" data-iteration="${it.index}">
 <figcaption>${head}<br><span class="fine">${esc(facts.join(' · '))}</span></figcaption>
