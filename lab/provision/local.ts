@@ -432,7 +432,7 @@ async function raise(plan: LabPlan, topologyFile: string, ledger: Ledger, progre
 
   const image = await imageP;
   interrupted();
-  const stack = plan.stack === 'openstack' ? await startOpenstack({ plan, ledger, transport: nodeTransport, progress, signal, image, tutorialPath }) : undefined;
+  const stack = plan.stack === 'openstack' ? await startOpenstack({ plan, ledger, transport: nodeTransport, labNode: (n) => new LocalLabNode(n), progress, signal, image, tutorialPath }) : undefined;
   progress(`image: ${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)} (kernel ${image.kernelVersion})`);
   const accel = await probeAccelerator(image, kvmModuleLoaded());
   const qemu = await qemuVersion();

@@ -39,7 +39,7 @@ export interface DatabaseCache {
   /** Copies the cached keystone keys into keystone's /etc. */
   restoreKeys(keystoneEtc: string): Promise<void>;
   /** Dumps the databases (and keys, passwords) into the cache; a failure only costs the next bring-up its speed. */
-  save(socket: string, controller: LocalNode, secrets: Secrets, keystoneEtc: string): Promise<void>;
+  save(socket: string, controller: LocalNode, secrets: Secrets, keystoneEtc: string, warn?: (m: string) => void): Promise<void>;
 }
 
 export async function databaseCache(plan: LabPlan): Promise<DatabaseCache> {
@@ -61,7 +61,7 @@ export async function databaseCache(plan: LabPlan): Promise<DatabaseCache> {
         await cp(join(dir, k), join(keystoneEtc, k), { recursive: true, preserveTimestamps: true });
       }
     },
-    async save(socket, controller, s, keystoneEtc) {
+    async save(socket, controller, s, keystoneEtc, warn = () => {}) {
       const tmp = `${dir}.tmp-${process.pid}`;
       try {
         await mkdir(root, { recursive: true, mode: 0o700 });
@@ -78,8 +78,9 @@ export async function databaseCache(plan: LabPlan): Promise<DatabaseCache> {
         await rm(dir, { recursive: true, force: true });
         await rename(tmp, dir);
         await prune(root);
-      } catch {
+      } catch (e) {
         await rm(tmp, { recursive: true, force: true });
+        warn(`openstack: the database cache was not written to ${dir} (${(e as Error).message.split('\n')[0]}); the next bring-up migrates every database again`);
       }
     },
   };

@@ -22,7 +22,7 @@ import { run } from '../../exec/run.ts';
 import { waitFor } from '../../time/wait.ts';
 import { startLibvirtd } from '../../migrate/libvirt/daemon.ts';
 import { TUTORIAL_INSTANCES_DIR } from '../../provision/plan.ts';
-import { uplinkTxBytes } from '../../provision/local.ts';
+import type { LabNode } from '../../provision/provider.ts';
 import { OpenstackApi, RELAY_JS, relaySocket } from './api.ts';
 import { databaseCache } from './cache.ts';
 import {
@@ -70,6 +70,8 @@ export interface StackDeps {
   plan: LabPlan;
   ledger: Ledger;
   transport: (n: NodePlan) => LocalNode;
+  /** The lab's node for a plan (its transport and uplink counters), for libvirtd's ledger entry. */
+  labNode: (n: NodePlan) => LabNode;
   progress: Progress;
   signal?: AbortSignal;
   /** The lab's guest image: its kernel and initramfs become glance images. */
@@ -396,7 +398,7 @@ class Bringup {
     ])
       await this.sh(node, argv, argv.join(' '));
     await this.vfatMount(n);
-    await startLibvirtd(this.d.ledger, { name: n.name, address: n.address, plan: n, transport: node, txBytes: () => uplinkTxBytes(node) });
+    await startLibvirtd(this.d.ledger, this.d.labNode(n));
     this.startMs[`libvirtd@${n.name}`] = Math.round(performance.now() - t0);
   }
 
@@ -610,7 +612,7 @@ async function bringUp(b: Bringup, d: StackDeps): Promise<StackInfo> {
     );
     await Promise.all(syncs);
     // before any service writes its own rows (services, compute nodes, agents)
-    await cache.save(b.mysqlSocket, b.ctl, secrets, join(b.dirs.node(b.controller.name), 'keystone', 'etc'));
+    await cache.save(b.mysqlSocket, b.ctl, secrets, join(b.dirs.node(b.controller.name), 'keystone', 'etc'), d.progress);
   }
   d.progress(`openstack: keystone up (${Math.round(performance.now() - t0)} ms in); placement, glance, neutron, nova; agents and nova-compute on the computes; the lab network and the guest image`);
   const glance = b.branch(b.glance());

@@ -108,3 +108,19 @@ describe('a service\'s workers are part of the lab, not strays', () => {
     }
   });
 });
+
+describe('the database cache', () => {
+  it('says so when it cannot be written, and leaves no temporary entry', async () => {
+    const { databaseCache } = await import('../../../lab/stack/openstack/cache.ts');
+    const { loadTopology } = await import('../../../lab/config/topology.ts');
+    const { planLab } = await import('../../../lab/provision/plan.ts');
+    const { existsSync } = await import('node:fs');
+    const cache = await databaseCache(planLab(await loadTopology('test/fixtures/devstack.lab.yaml')));
+    const failing = { run: async () => ({ exitCode: 2, stdout: '', stderr: 'mariadb-dump: Got error: 2002: Can\'t connect\nmore' }) } as never;
+    const said: string[] = [];
+    await cache.save('/nonexistent.sock', failing, newSecrets(), '/nonexistent', (m) => said.push(m));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^openstack: the database cache was not written to .* \(mariadb-dump: Got error: 2002: Can't connect\); the next bring-up migrates every database again$/);
+    expect(existsSync(`${cache.dir}.tmp-${process.pid}`)).toBe(false);
+  });
+});
