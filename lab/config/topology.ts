@@ -131,6 +131,8 @@ export const topologySchema = z
       });
     if (t.stack === 'openstack' && t.provider !== 'local')
       ctx.addIssue({ code: 'custom', path: ['stack'], message: 'expected provider local: the openstack profile runs in the local lab only for now (on real hosts, run devstack and point the nova driver at it)' });
+    if (t.stack !== 'openstack' && t.openstack.novaLifecycleEvents)
+      ctx.addIssue({ code: 'custom', path: ['openstack'], message: 'expected stack: openstack with openstack settings' });
     if (t.stack === 'openstack' && (!t.services.nfs || t.services.sshd))
       ctx.addIssue({ code: 'custom', path: ['services'], message: 'expected the default services (nfs: true, sshd: false) with stack: openstack' });
     if (t.paths.state.startsWith('/run/') || t.paths.state === '/run')

@@ -130,30 +130,39 @@ export class LocalNode implements NodeTransport {
    * namespace, its stdio the stream. Resolves once it is connected; the relay ends with it.
    */
   connectTcp(host: string, port: number, timeoutMs = 5000): Promise<Duplex> {
-    const js = `const s=require('net').connect(${port},${JSON.stringify(host)});s.setNoDelay(true);s.on('connect',()=>{process.stderr.write('connected\\n');process.stdin.pipe(s);s.pipe(process.stdout)});s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`;
+    const js = `const s=require('net').connect(${port},${JSON.stringify(host)});s.setNoDelay(true);s.on('connect',()=>{process.stderr.write('connected\\n');process.stdin.pipe(s);s.pipe(process.stdout)});s.on('error',e=>{process.stderr.write('error '+(e.code||'')+' '+e.message+'\\n');process.exit(1)});s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`;
     const full = [...this.prefix, process.execPath, '-e', js];
     return new Promise((resolve, reject) => {
       const child = spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
       let err = '';
-      const timer = setTimeout(() => fail(new Error(`no connection to ${host}:${port} on ${this.name} within ${timeoutMs} ms`)), timeoutMs);
-      const fail = (e: Error) => {
+      let settled = false;
+      const fail = (why: string, code?: string) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         child.kill('SIGKILL');
-        reject(e);
+        reject(Object.assign(new Error(`${host}:${port} on ${this.name}: ${why}`), code ? { code } : {}));
       };
-      child.once('error', fail);
-      child.once('exit', () => fail(new Error(`${host}:${port} on ${this.name}: ${err.replace(/connected\n/, '').trim() || 'connection closed'}`)));
-      child.stderr.on('data', (b: Buffer) => {
+      const timer = setTimeout(() => fail(`no connection within ${timeoutMs} ms`), timeoutMs);
+      child.once('error', (e) => fail(e.message));
+      child.once('exit', () => {
+        const m = /^error (\S*) (.*)$/m.exec(err);
+        fail(m ? m[2]! : err.trim() || 'connection closed', m?.[1] || undefined);
+      });
+      const onErr = (b: Buffer) => {
         err += b.toString('utf8');
-        if (!err.startsWith('connected\n')) return;
+        if (settled || !err.startsWith('connected\n')) return;
+        settled = true;
         clearTimeout(timer);
-        child.removeAllListeners('exit');
+        child.stderr.off('data', onErr);
+        child.stderr.resume(); // later output (the relay's own error when the far end goes) is not ours to parse
         const d = Duplex.from({ readable: child.stdout, writable: child.stdin });
         d.on('close', () => child.kill('SIGTERM'));
         child.once('exit', () => d.destroy());
         d.on('error', () => {});
         resolve(d);
-      });
+      };
+      child.stderr.on('data', onErr);
     });
   }
 }

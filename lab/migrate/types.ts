@@ -177,8 +177,8 @@ export interface NovaMigrationRecord {
 export interface MigrationFigures {
   /** Harness wall time, first migration command on the source to the hypervisor's `completed`. */
   durationMs: number;
-  /** Destination start + incoming/NBD setup, before the request (not in durationMs). */
-  prepareMs: number;
+  /** Destination start + incoming/NBD setup, before the request (not in durationMs); null where the driver prepares inside its operation (nova). */
+  prepareMs: number | null;
   /** Disk copy until every disk was ready (block only). */
   mirrorMs: number | null;
   /** Epoch ms of the request and of completion, on the harness's clock. */

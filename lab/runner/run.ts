@@ -282,7 +282,7 @@ export async function runScenario(opts: RunOptions): Promise<RunOutcome> {
       const first = computes.find((n) => n.name === scenario.bootOn) ?? computes[0]!;
       for (const g of slots.values()) if (g.unreplaceable) step(`not booting ${g.name}: ${g.unreplaceable}`);
       const bootable = [...slots.values()].filter((g) => !g.unreplaceable);
-      step(`booting ${bootable.map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
+      if (bootable.length) step(`booting ${bootable.map((g) => `${g.name} (${g.spec.ip})`).join(', ')} on ${first.name}`);
       const booted = await bootAll(bootable, first, opts.signal);
       boots.push(...booted.guests);
       step(bootSummary(booted));

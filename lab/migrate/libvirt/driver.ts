@@ -153,6 +153,8 @@ export class LibvirtDriver implements MigrationDriver {
     const destDisks = this.disksOn(guest, destination);
     const destFiles = runFiles(destination.plan.dir, guest.name);
     let t0: number | undefined;
+    // libvirt's job-completed event on the source: stopped on every way out
+    let completedEvent: ReturnType<LabNode['transport']['stream']> | undefined;
     try {
       await ensureTap(destination, guest.tap);
       await destination.transport.remove(destFiles.dir);
@@ -172,7 +174,7 @@ export class LibvirtDriver implements MigrationDriver {
       const startedAt = performance.timeOrigin + t0;
       const since = () => performance.now() - t0!;
       // libvirt's own statistics of the finished job, as the source sees them: its job-completed event.
-      const completedEvent = source.transport.stream([...VIRSH, 'event', '--domain', guest.name, '--event', 'job-completed', '--timeout', String(Math.ceil(options.timeoutMs / 1000) + 30)]);
+      completedEvent = source.transport.stream([...VIRSH, 'event', '--domain', guest.name, '--event', 'job-completed', '--timeout', String(Math.ceil(options.timeoutMs / 1000) + 30)]);
       let eventText = '';
       completedEvent.stdout.on('data', (b: Buffer) => (eventText += b.toString('utf8')));
       events.request?.(`${argv.join(' ')}   (on ${source.name})`);
@@ -203,7 +205,6 @@ export class LibvirtDriver implements MigrationDriver {
       if (exit.exitCode !== 0) throw new MigralabError('MIGRATION', `virsh migrate failed (exit ${exit.exitCode}): ${out.trim().split('\n').filter((l) => !/^Migration: \[/.test(l)).slice(-3).join(' | ') || exit.error || ''}`);
       const completedAt = startedAt + durationMs;
       await Promise.race([completedEvent.exited, sleep(5000)]);
-      completedEvent.kill();
       let raw = parseRawStats(eventText);
       if (raw.time_elapsed === undefined) {
         // no event seen: the destination's account of the incoming job (it knows nothing of the disks)
@@ -248,6 +249,8 @@ export class LibvirtDriver implements MigrationDriver {
         cause: e,
         detectedAfterMs: t0 !== undefined ? performance.now() - t0 : undefined,
       });
+    } finally {
+      completedEvent?.kill();
     }
   }
 }

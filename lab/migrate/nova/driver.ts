@@ -80,6 +80,8 @@ export interface Server {
   /** The compute host nova last said it runs on. */
   host: string;
   deleted: boolean;
+  /** The id of the last migration of this server that finished (a later request's record has a higher one). */
+  lastMigrationId: number;
 }
 
 export class NovaDriver implements MigrationDriver {
@@ -105,6 +107,7 @@ export class NovaDriver implements MigrationDriver {
   }
 
   refuses(guest: GuestSpec): string | null {
+    if (guest.build.id !== 'system') return `nova starts the nodes' own QEMU (qemu-system-x86_64, libvirt's emulator), not build ${guest.build.id}: hypervisor.qemu is system under nova`;
     return guest.strategy === 'shared' ? sharedUnderNovaReason(this.lab) : null;
   }
 
@@ -188,7 +191,8 @@ export class NovaDriver implements MigrationDriver {
   async launch(guest: GuestSpec, node: LabNode, opts: LaunchOptions = {}): Promise<Instance> {
     const t0 = performance.now();
     await this.destroy(guest);
-    const [flavor, image, port] = await Promise.all([this.flavorFor(guest), this.imageFor(guest), this.portFor(guest)]);
+    const [flavor, image] = await Promise.all([this.flavorFor(guest), this.imageFor(guest)]);
+    const port = await this.portFor(guest);
     const tBoot = performance.now();
     let created: { id: string };
     try {
@@ -197,15 +201,16 @@ export class NovaDriver implements MigrationDriver {
       await this.api.call('network', 'DELETE', `/v2.0/ports/${port}`, undefined, { ok: () => true }).catch(() => {});
       throw new MigralabError('LAB', `nova did not accept ${guest.name}: ${e instanceof OpenstackApiError ? novaErrorMessage(e.body) : (e as Error).message}`);
     }
-    const srv: Server = { id: created.id, port, domain: '', host: node.name, deleted: false };
+    const srv: Server = { id: created.id, port, domain: '', host: node.name, deleted: false, lastMigrationId: 0 };
     this.servers.set(guest.name, srv);
     const timeoutMs = opts.bootTimeoutMs ?? bootTimeoutFor(guest) + 60_000;
     let s: NovaServer | null = null;
+    const until = performance.now() + timeoutMs;
     try {
-      const until = performance.now() + timeoutMs;
       for (;;) {
         if (opts.signal?.aborted) throw new MigralabError('INTERRUPTED', `interrupted while ${guest.name} booted through nova`);
         s = await this.server(srv.id);
+        if (!s) throw new MigralabError('LAB', `nova no longer knows server ${guest.name} (${srv.id})`);
         if (s?.status === 'ERROR') throw new MigralabError('LAB', `nova put ${guest.name} in ERROR: ${s.fault?.message ?? 'no fault given'}`);
         if (s?.status === 'ACTIVE') break;
         if (performance.now() > until) throw new MigralabError('LAB', `${guest.name} was not ACTIVE in nova within ${timeoutMs} ms (status ${s?.status ?? 'gone'})`);
@@ -216,7 +221,7 @@ export class NovaDriver implements MigrationDriver {
       srv.host = s['OS-EXT-SRV-ATTR:host'] ?? node.name;
       if (srv.host !== node.name) throw new MigralabError('LAB', `nova booted ${guest.name} on ${srv.host}, not on ${node.name} as asked`);
       const inst = new NovaInstance(this, guest, node, srv);
-      const shell = await waitForGuestReady(`${guest.name}'s second serial port`, { timeoutMs, signal: opts.signal, open: () => inst.openControl() });
+      const shell = await waitForGuestReady(`${guest.name}'s second serial port`, { timeoutMs: Math.max(10_000, until - performance.now()), signal: opts.signal, open: () => inst.openControl() });
       try {
         // the data a block migration copies, written by the guest into its own root disk
         const mib = Math.floor(guest.diskDataBytes / MiB);
@@ -231,9 +236,12 @@ export class NovaDriver implements MigrationDriver {
       return inst;
     } catch (e) {
       const tail = srv.domain ? await new NovaInstance(this, guest, node, srv).consoleTail(8) : '(no domain)';
-      await this.destroy(guest).catch(() => {});
+      const left = await this.destroy(guest).then(
+        () => '',
+        (x: Error) => `; removing it failed too: ${x.message}`,
+      );
       if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
-      throw new MigralabError('LAB', `guest ${guest.name} did not come up under nova on ${node.name}: ${(e as Error).message} (console: ${tail})`);
+      throw new MigralabError('LAB', `guest ${guest.name} did not come up under nova on ${node.name}: ${(e as Error).message} (console: ${tail})${left}`);
     }
   }
 
@@ -241,21 +249,53 @@ export class NovaDriver implements MigrationDriver {
     // nova cleans the source itself (its post-live-migration step)
   }
 
-  /** Deletes the server (waiting until nova and the hypervisor have let it go) and its port; also a leftover of that name. */
+  /**
+   * Deletes the server (waiting until nova has let it go), then whatever of it a compute's
+   * libvirt still runs, then its port; also a leftover server or port of the guest's name.
+   * Every step is tried; what failed is thrown together at the end.
+   */
   async destroy(guest: GuestSpec): Promise<void> {
     const known = this.servers.get(guest.name);
+    const failed: string[] = [];
+    const step = async (what: string, f: () => Promise<unknown>) => {
+      try {
+        await f();
+      } catch (e) {
+        failed.push(`${what}: ${(e as Error).message}`);
+      }
+    };
     const ids = new Set<string>(known && !known.deleted ? [known.id] : []);
-    const byName = await this.compute<{ servers: { id: string; name: string }[] }>('GET', `/servers?name=${encodeURIComponent(`^${guest.name}$`)}&all_tenants=1`);
-    for (const s of byName.body.servers) ids.add(s.id);
-    for (const id of ids) {
-      await this.compute('DELETE', `/servers/${id}`, undefined, (s) => (s >= 200 && s < 300) || s === 404);
-      await waitFor(`server ${guest.name} to be deleted by nova`, async () => (await this.server(id)) === null, { timeoutMs: 60_000, intervalMs: 250 });
-    }
-    if (known) {
-      known.deleted = true;
-      await this.api.call('network', 'DELETE', `/v2.0/ports/${known.port}`, undefined, { ok: (s) => (s >= 200 && s < 300) || s === 404 });
-    }
+    const domains = new Set<string>(known?.domain ? [known.domain] : []);
+    await step('listing servers', async () => {
+      const byName = await this.compute<{ servers: { id: string; name: string }[] }>('GET', `/servers?name=${encodeURIComponent(`^${guest.name}$`)}&all_tenants=1`);
+      for (const x of byName.body.servers) ids.add(x.id);
+    });
+    for (const id of ids)
+      await step(`deleting server ${id}`, async () => {
+        const x = await this.server(id);
+        const dom = x?.['OS-EXT-SRV-ATTR:instance_name'];
+        if (dom) domains.add(dom);
+        await this.compute('DELETE', `/servers/${id}`, undefined, (st) => (st >= 200 && st < 300) || st === 404);
+        await waitFor(`server ${guest.name} to be deleted by nova`, async () => (await this.server(id)) === null, { timeoutMs: 60_000, intervalMs: 250 });
+      });
+    // a domain nova no longer accounts for (a migration that left the guest where nova does not say it is)
+    for (const dom of domains)
+      for (const n of this.lab.computes)
+        await step(`removing domain ${dom} from ${n.name}`, async () => {
+          if ((await domainState(n, dom)) === 'gone') return;
+          await n.transport.run([...VIRSH, 'destroy', dom], { check: false });
+          await n.transport.run([...VIRSH, 'undefine', '--nvram', dom], { check: false });
+          if ((await domainState(n, dom)) !== 'gone') throw new Error('still defined');
+        });
+    await step('deleting its port', async () => {
+      const ports = new Set<string>(known ? [known.port] : []);
+      const byName = await this.api.call<{ ports: { id: string }[] }>('network', 'GET', `/v2.0/ports?name=${encodeURIComponent(guest.name)}`);
+      for (const p of byName.body.ports) ports.add(p.id);
+      for (const p of ports) await this.api.call('network', 'DELETE', `/v2.0/ports/${p}`, undefined, { ok: (st) => (st >= 200 && st < 300) || st === 404 });
+    });
+    if (known) known.deleted = true;
     this.servers.delete(guest.name);
+    if (failed.length) throw new MigralabError('LAB', `removing ${guest.name} from nova: ${failed.join('; ')}`);
   }
 
   async migrate(instance: Instance, destination: LabNode, options: MigrateOptions, events: MigrationEvents = {}): Promise<MigrationOutcome> {
@@ -263,7 +303,6 @@ export class NovaDriver implements MigrationDriver {
     const guest = instance.guest;
     const source = instance.node;
     const srv = instance.srv;
-    const tPrep = performance.now();
     const notes: string[] = [];
     const record: NovaMigrationRecord = {
       microversion: COMPUTE_MICROVERSION,
@@ -282,17 +321,33 @@ export class NovaDriver implements MigrationDriver {
     notes.push(`nova: disk_over_commit is not recorded: os-migrateLive has no such field since compute microversion 2.25, and this driver uses ${COMPUTE_MICROVERSION}`);
     const ignored = tunablesIgnored(options);
     if (ignored.length) notes.push(`nova: ${ignored.join(', ')} not applied: nova takes its live-migration settings from nova.conf, not per request`);
+    notes.push('nova: prepareMs is null: nova prepares the destination inside its own operation (nova.phases: preparing), within durationMs');
     const completedEvent = source.transport.stream([...VIRSH, 'event', '--domain', srv.domain, '--event', 'job-completed', '--timeout', String(Math.ceil(options.timeoutMs / 1000) + 30)]);
     let eventText = '';
     completedEvent.stdout.on('data', (b: Buffer) => (eventText += b.toString('utf8')));
     const body = migrateLiveBody(guest, destination.name);
-    const prepareMs = performance.now() - tPrep;
     const t0 = performance.now();
     const startedAt = performance.timeOrigin + t0;
     const since = () => performance.now() - t0;
     const watch = new JobWatch(guest.strategy === 'block', events, false);
     /** When libvirt's job on the source was first seen gone, after it had been seen (ms after the request). */
     let jobEndedAt: number | null = null;
+    let firstJobAt: number | null = null;
+    let apiErrors = 0;
+    let lastApiError = '';
+    /** A poll's call that failed (nova-api busy, a 5xx): counted, and tried again next round. */
+    const soft = <T>(p: Promise<T>): Promise<T | undefined> =>
+      p.catch((e: Error) => {
+        apiErrors++;
+        lastApiError = e.message;
+        return undefined;
+      });
+    const seen = (status: string) => {
+      if (record.phases.at(-1)?.status !== status) record.phases.push({ status, atMs: since() });
+    };
+    /** This request's migration in nova's list (never an earlier one of this server's). */
+    const ours = (ms: NovaMigration[]) => (record.migrationId !== null ? ms.find((m) => m.id === record.migrationId) : ms.filter((m) => m.id > srv.lastMigrationId).sort((a, b) => a.id - b.id)[0]);
+    const listed = async () => ours((await this.compute<{ migrations: NovaMigration[] }>('GET', `/os-migrations?instance_uuid=${srv.id}&migration_type=live-migration`)).body.migrations);
     try {
       events.request?.(`POST /servers/${srv.id}/action ${JSON.stringify(body)}   (compute API ${COMPUTE_MICROVERSION}, to nova-api on ${this.lab.info.stack!.controller})`);
       const r = await this.compute('POST', `/servers/${srv.id}/action`, body, () => true);
@@ -303,29 +358,28 @@ export class NovaDriver implements MigrationDriver {
         throw new MigrationFailed(`nova refused the live migration to ${destination.name}: HTTP ${r.status}: ${record.fault}`, { node: source.name, status: 'unknown' }, 'refused', { detectedAfterMs: since() });
       }
       const deadline = t0 + options.timeoutMs;
-      let last: NovaServer | null = null;
+      let last: NovaServer | null | undefined;
       let mig: NovaMigration | undefined;
-      const seen = (status: string) => {
-        if (record.phases.at(-1)?.status !== status) record.phases.push({ status, atMs: since() });
-      };
       for (;;) {
         if (options.signal?.aborted) {
-          await this.abort(srv, record.migrationId);
+          await this.abort(srv, record.migrationId ?? (await soft(listed()))?.id ?? null);
           throw new MigralabError('INTERRUPTED', 'interrupted during the migration');
         }
         if (performance.now() > deadline) {
-          await this.abort(srv, record.migrationId);
-          throw new MigrationFailed(`timed out after ${options.timeoutMs} ms (nova's migration ${record.migrationId ?? '(not seen)'} was ${record.phases.at(-1)?.status ?? 'not reported'}); asked nova to abort it`, { node: source.name, status: 'unknown' }, 'timeout');
+          const detectedAfterMs = since();
+          const id = record.migrationId ?? (await soft(listed()))?.id ?? null;
+          const aborted = await this.abort(srv, id);
+          throw new MigrationFailed(`timed out after ${options.timeoutMs} ms (nova's migration ${id ?? '(not seen)'} was ${record.phases.at(-1)?.status ?? 'not reported'}); ${aborted}`, { node: source.name, status: 'unknown' }, 'timeout', { detectedAfterMs });
         }
         const [s, inProgress, job] = await Promise.all([
-          this.server(srv.id),
+          soft(this.server(srv.id)),
           record.migrationId === null
-            ? this.compute<{ migrations: NovaMigration[] }>('GET', `/servers/${srv.id}/migrations`).then((x) => x.body.migrations[0])
-            : this.compute<{ migration: NovaMigration }>('GET', `/servers/${srv.id}/migrations/${record.migrationId}`, undefined, (st) => (st >= 200 && st < 300) || st === 404).then((x) => (x.status === 404 ? undefined : x.body.migration)),
+            ? soft(this.compute<{ migrations: NovaMigration[] }>('GET', `/servers/${srv.id}/migrations`).then((x) => ours(x.body.migrations)))
+            : soft(this.compute<{ migration: NovaMigration }>('GET', `/servers/${srv.id}/migrations/${record.migrationId}`, undefined, (st) => (st >= 200 && st < 300) || st === 404).then((x) => (x.status === 404 ? undefined : x.body.migration))),
           source.transport.run([...VIRSH, 'domjobinfo', srv.domain, '--rawstats'], { check: false, timeoutMs: 10_000 }),
         ]);
         const t = since();
-        last = s;
+        if (s !== undefined) last = s;
         if (inProgress) {
           mig = inProgress;
           record.migrationId ??= inProgress.id;
@@ -333,16 +387,26 @@ export class NovaDriver implements MigrationDriver {
           if (inProgress.disk_total_bytes && (inProgress.memory_processed_bytes ?? 0) === 0) events.progress?.({ phase: 'mirror', done: inProgress.disk_processed_bytes ?? 0, total: inProgress.disk_total_bytes });
           else if (inProgress.memory_total_bytes) events.progress?.({ phase: 'ram', done: inProgress.memory_processed_bytes ?? 0, total: inProgress.memory_total_bytes });
         }
-        if (!watch.see(parseRawStats(job.stdout), t) && watch.samples.length > 0) jobEndedAt ??= t;
+        const raw = parseRawStats(job.stdout);
+        if (watch.see(raw, t)) firstJobAt ??= t;
+        // ended: libvirt answered, and has no job (or no domain) here any more
+        else if (watch.samples.length > 0 && (job.exitCode === 0 || /failed to get domain|not found/i.test(job.stderr))) jobEndedAt ??= t;
+        if (s === null) break; // nova no longer knows the server
         if (s?.status === 'ERROR') break;
         const settled = s && s.status === 'ACTIVE' && !s['OS-EXT-STS:task_state'];
         if (settled && s['OS-EXT-SRV-ATTR:host'] === destination.name) {
           record.apiToActiveMs = t;
           break;
         }
-        // back to ACTIVE on the source with no task: nova gave up (its migration says why)
-        if (settled && record.phases.length > 0 && s['OS-EXT-SRV-ATTR:host'] === source.name && !inProgress) break;
-        if (settled && record.phases.length === 0 && t > 30_000) break;
+        // back to ACTIVE on the source with no task: nova gave up; its migration record says so
+        if (settled && s['OS-EXT-SRV-ATTR:host'] === source.name && !inProgress) {
+          const m = await soft(listed());
+          if (m && FAILED.has(m.status)) {
+            mig = m;
+            record.migrationId ??= m.id;
+            break;
+          }
+        }
         await sleep(POLL_MS);
       }
       // nova's record of the migration until it is final (the server is ACTIVE on the
@@ -350,30 +414,30 @@ export class NovaDriver implements MigrationDriver {
       let final: NovaMigration | undefined = mig;
       const until = performance.now() + 60_000;
       for (;;) {
-        const all = await this.compute<{ migrations: NovaMigration[] }>('GET', `/os-migrations?instance_uuid=${srv.id}&migration_type=live-migration`);
-        final = (record.migrationId !== null ? all.body.migrations.find((m) => m.id === record.migrationId) : all.body.migrations[0]) ?? final;
-        if (final && !FINAL.has(final.status)) seen(final.status);
-        if (!final || FINAL.has(final.status) || performance.now() > until || options.signal?.aborted) break;
+        if (options.signal?.aborted) throw new MigralabError('INTERRUPTED', 'interrupted while nova finished the migration');
+        final = (await soft(listed())) ?? final;
+        if (final) {
+          record.migrationId ??= final.id;
+          seen(final.status);
+        }
+        if ((final && FINAL.has(final.status)) || performance.now() > until) break;
         await sleep(POLL_MS);
       }
       if (final) {
-        record.migrationId ??= final.id;
         record.status = final.status;
-        if (FINAL.has(final.status)) seen(final.status);
         record.novaTimes = { createdAt: final.created_at ?? null, updatedAt: final.updated_at ?? null };
-      }
+        srv.lastMigrationId = Math.max(srv.lastMigrationId, final.id);
+        if (!FINAL.has(final.status)) notes.push(`nova: its migration ${final.id} was still ${final.status} 60 s after the server's last change: nova.status is not final`);
+      } else notes.push('nova: no migration record of this request was seen');
+      if (apiErrors) notes.push(`nova: ${apiErrors} poll calls failed and were tried again (last: ${lastApiError.slice(0, 200)})`);
       record.phaseSpans = phaseSpans(record.phases);
       if (record.apiToActiveMs === null) {
-        record.fault = last?.fault?.message ?? (await this.actionFault(srv.id, record.requestId));
-        const where = await this.locate(srv.id);
-        record.location = where;
-        const on = this.lab.computes.find((n) => n.name === where.nova) ?? source;
-        const status = where.hypervisor[on.name] ?? 'unknown';
-        const kind = last?.status === 'ERROR' ? 'unknown' : 'refused';
+        record.fault = last?.fault?.message ?? (await this.actionFault(srv.id, record.requestId).catch(() => null));
+        const reached = record.phases.some((p) => p.status === 'preparing' || p.status === 'running' || p.status === 'post-migrating');
         throw new MigrationFailed(
-          `nova's live migration ${record.migrationId ?? ''} ended ${record.status ?? last?.status ?? 'without a status'}${record.fault ? `: ${record.fault}` : ''}; nova says the server is on ${where.nova ?? 'no host'} (${last?.status ?? 'unknown'})`,
-          { node: on.name, status },
-          kind,
+          `nova's live migration ${record.migrationId ?? ''} ended ${record.status ?? last?.status ?? 'without a status'}${record.fault ? `: ${record.fault}` : ''}${last?.status === 'ERROR' ? '; nova put the server in ERROR (reset it, e.g. openstack server set --state active, before nova migrates it again)' : ''}`,
+          { node: source.name, status: 'unknown' },
+          reached ? 'unknown' : 'refused',
           { detectedAfterMs: since() },
         );
       }
@@ -381,25 +445,26 @@ export class NovaDriver implements MigrationDriver {
       const durationMs = record.apiToActiveMs;
       const { samples, mirrorReady } = watch;
       await Promise.race([completedEvent.exited, sleep(3000)]);
-      completedEvent.kill();
       const rawDone = parseRawStats(eventText);
       const lv = jobInfo(rawDone, null);
       if (rawDone.time_elapsed === undefined) notes.push(`libvirt's job-completed event was not seen on ${source.name}: libvirt.* and QEMU's figures are null`);
       notes.push(`nova drove this migration: the duration is nova's whole operation (the os-migrateLive request to the server ACTIVE on ${destination.name}, nova.apiToActiveMs); libvirt's migration inside it is libvirt.timeElapsedMs`);
+      notes.push("nova: marks are polled (every 200 ms, besides nova's API calls): the disk copy from libvirt's first job sample to its first memory sample, the end from libvirt's job gone on the source, the clean-up until nova's migration completed");
       notes.push('nova: the destination running time and QEMU event downtime are not observed (libvirt owns the QMP connection)');
       srv.host = destination.name;
       if (jobEndedAt === null) notes.push(`libvirt's job on ${source.name} was not seen ending: marks.completed is null`);
+      const ramStart = samples.find((x) => x.phase === 'ram')?.t ?? null;
       return {
         instance: new NovaInstance(this, guest, destination, srv),
         figures: {
           durationMs,
-          prepareMs,
-          mirrorMs: mirrorReady,
+          prepareMs: null,
+          mirrorMs: mirrorReady !== null && firstJobAt !== null && guest.strategy === 'block' ? mirrorReady - firstJobAt : null,
           startedAt,
           completedAt: startedAt + durationMs,
           samples,
-          marks: { mirrorReady, ramStart: guest.strategy === 'block' ? mirrorReady : 0, postcopyStart: null, completed: jobEndedAt, destRunning: null, cleanedUp: durationMs },
-          tunables: { maxBandwidthBytesPerSec: null, downtimeLimitMs: null, multifdChannels: 0, autoConverge: false, postcopy: false, tls: false },
+          marks: { mirrorReady, ramStart, postcopyStart: null, completed: jobEndedAt, destRunning: null, cleanedUp: record.phases.find((p) => p.status === 'completed')?.atMs ?? null },
+          tunables: { maxBandwidthBytesPerSec: null, downtimeLimitMs: null, multifdChannels: null, autoConverge: false, postcopy: false, tls: false },
           qemu: qemuFiguresOfJob(rawDone, lv, guest.strategy === 'block', samples),
           libvirt: lv,
           nova: record,
@@ -407,22 +472,26 @@ export class NovaDriver implements MigrationDriver {
         },
       };
     } catch (e) {
-      completedEvent.kill();
       record.phaseSpans = phaseSpans(record.phases);
       if (e instanceof MigralabError && e.code === 'INTERRUPTED') throw e;
+      // where the guest is: libvirt's view decides (nova's host may lag, or disagree after an error)
       record.location ??= await this.locate(srv.id).catch(() => null);
       const where = record.location;
-      const on = this.lab.computes.find((n) => n.name === where?.nova) ?? source;
+      const live = (n: LabNode) => /^(running|paused)$/.test(where?.hypervisor[n.name] ?? '');
+      const on = [source, destination].find(live) ?? this.lab.computes.find(live) ?? this.lab.computes.find((n) => n.name === where?.nova) ?? source;
       const status = where?.hypervisor[on.name] ?? (await instance.status().catch(() => 'unknown'));
-      if (on.name !== source.name) srv.host = on.name;
+      srv.host = on.name;
       const kind = e instanceof MigrationFailed ? e.kind : 'unknown';
       const msg = e instanceof MigrationFailed ? e.message : `nova's live migration failed: ${(e as Error).message}`;
-      throw new MigrationFailed(`${msg}; the guest is ${status === 'running' ? 'still running' : `in state ${status}`} on ${on.name} (libvirt)`, { node: on.name, status }, kind, {
+      const disagree = where && where.nova !== on.name ? `; nova says it is on ${where.nova ?? 'no host'}` : '';
+      throw new MigrationFailed(`${msg}; the guest is ${status === 'running' ? 'still running' : `in state ${status}`} on ${on.name} (libvirt)${disagree}`, { node: on.name, status }, kind, {
         cause: e,
         detectedAfterMs: e instanceof MigrationFailed && e.detectedAfterMs !== null ? e.detectedAfterMs : since(),
         nova: record,
-        ...(on.name === destination.name ? { landed: new NovaInstance(this, guest, destination, srv) } : {}),
+        ...(on.name !== source.name ? { landed: new NovaInstance(this, guest, on, srv) } : {}),
       });
+    } finally {
+      completedEvent.kill();
     }
   }
 
@@ -451,10 +520,11 @@ export class NovaDriver implements MigrationDriver {
     return tb || a.message || null;
   }
 
-  /** Asks nova to abort a running live migration (`DELETE /servers/{id}/migrations/{id}`); nova leaves the guest on its source. */
-  private async abort(srv: Server, migrationId: number | null): Promise<void> {
-    if (migrationId === null) return;
-    await this.compute('DELETE', `/servers/${srv.id}/migrations/${migrationId}`, undefined, () => true).catch(() => {});
+  /** Asks nova to abort a running live migration (`DELETE /servers/{id}/migrations/{id}`) and waits for the server to settle; says how that went. */
+  private async abort(srv: Server, migrationId: number | null): Promise<string> {
+    if (migrationId === null) return 'nova listed no migration to abort';
+    const r = await this.compute('DELETE', `/servers/${srv.id}/migrations/${migrationId}`, undefined, () => true).catch((e: Error) => e);
+    const said = r instanceof Error ? `asking nova to abort it failed: ${r.message}` : r.status === 202 ? 'nova accepted the abort' : `nova refused the abort (HTTP ${r.status}: ${novaErrorMessage(r.body)})`;
     await waitFor(
       `nova to settle the server after the abort`,
       async () => {
@@ -463,6 +533,7 @@ export class NovaDriver implements MigrationDriver {
       },
       { timeoutMs: 60_000, intervalMs: 250 },
     ).catch(() => {});
+    return said;
   }
 }
 

@@ -412,8 +412,10 @@ class Bringup {
   async providerBridge(n: NodePlan, network: string): Promise<void> {
     const node = this.d.transport(n);
     const br = linuxbridgeName(network);
+    // made by os-vif or the agent already: only the provider veth needs to be in it
+    const exists = (await node.run(['ip', 'link', 'show', br], { check: false })).exitCode === 0;
     for (const argv of [
-      ['ip', 'link', 'add', br, 'type', 'bridge'],
+      ...(exists ? [] : [['ip', 'link', 'add', br, 'type', 'bridge']]),
       ['ip', 'link', 'set', PROVIDER_IF.agent, 'master', br],
       ['ip', 'link', 'set', br, 'up'],
     ])

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { migrateLiveBody, novaErrorMessage, phaseSpans, rootDiskOfDomainXml, serialPortsOfDomainXml, serverBody, COMPUTE_MICROVERSION, computeHeaders } from '../../../lab/migrate/nova/api.ts';
-import { sharedUnderNovaReason } from '../../../lab/migrate/nova/driver.ts';
+import { NovaDriver, sharedUnderNovaReason } from '../../../lab/migrate/nova/driver.ts';
 import { envFile } from '../../../lab/image/configdrive.ts';
 import { identityScript, NOVA_USER_DATA_PATH, CONFIG_ENV_PATH } from '../../../lab/image/init.ts';
 import { linuxbridgeName, novaConf, SERIAL_PORT_RANGE, type StackContext } from '../../../lab/stack/openstack/config.ts';
@@ -116,6 +116,8 @@ describe('nova.conf of the openstack profile for the driver', () => {
     const base = { name: 'd', stack: 'openstack', cidr: '10.77.0.0/24', observer: { name: 'o', address: '10.77.0.2' }, nodes: [{ name: 'controller', roles: ['nfs-server', 'compute'], address: '10.77.0.11' }, { name: 'compute1', roles: ['nfs-client', 'compute'], address: '10.77.0.12' }] };
     expect(topologySchema.parse(base).openstack.novaLifecycleEvents).toBe(false);
     expect(topologySchema.parse({ ...base, openstack: { novaLifecycleEvents: true } }).openstack.novaLifecycleEvents).toBe(true);
+    const orphan = topologySchema.safeParse({ ...base, stack: 'none', openstack: { novaLifecycleEvents: true } });
+    expect(orphan.error!.issues.map((i) => [i.path.join('.'), i.message])).toEqual([['openstack', 'expected stack: openstack with openstack settings']]);
     const bad = topologySchema.safeParse({ ...base, openstack: { novaLifecycleEvents: 'yes' } });
     expect(bad.success).toBe(false);
     expect(bad.error!.issues[0]).toMatchObject({ path: ['openstack', 'novaLifecycleEvents'], message: 'expected true or false' });
@@ -132,6 +134,14 @@ describe('scenarios with the nova driver', () => {
     const drain = scenarioSchema.safeParse({ name: 's', drivers: ['nova'], guests: 2, placement: { drain: 'compute1' } });
     expect(drain.error!.issues.map((i) => i.path.join('.'))).toContain('drivers');
   });
+  it('a guest nova cannot run here is refused with the reason: shared storage without kernel NFS, a QEMU build other than the nodes\' own', () => {
+    const d = Object.assign(Object.create(NovaDriver.prototype) as object, { lab: { info: { nfs: { client: 'qemu' } } } }) as unknown as NovaDriver;
+    const g = (strategy: 'block' | 'shared', id = 'system') => ({ strategy, build: { id } }) as never;
+    expect(d.refuses(g('block'))).toBeNull();
+    expect(d.refuses(g('shared'))).toMatch(/this kernel has no NFS client/);
+    expect(d.refuses(g('block', 'debian-7.2'))).toMatch(/nova starts the nodes' own QEMU .* not build debian-7\.2/);
+  });
+
   it('shared storage under nova is skipped where the kernel has no NFS client, saying so; never a bind mount instead', () => {
     const lab = (client: string) => ({ info: { nfs: { client } } }) as unknown as StartedLab;
     expect(sharedUnderNovaReason(lab('qemu'))).toMatch(/kernel NFS on both computes .*mount -t nfs controller:\/opt\/stack\/data\/nova\/instances.*this kernel has no NFS client.*block migration only, and a bind-mounted directory would not be NFS/);
