@@ -98,6 +98,10 @@ describe('migralab tutorial --auto (libvirt driver, as the tutorial)', () => {
     const r = await cli(['tutorial', '--auto', '--driver', 'xen', '--topology', testTopologyFile]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/--driver: expected one of qemu, libvirt, got "xen"/);
+    // nova is a driver, but not on the tutorial's two bare nodes: it says where nova runs
+    const n = await cli(['tutorial', '--auto', '--driver', 'nova', '--topology', testTopologyFile]);
+    expect(n.exitCode).toBe(2);
+    expect(n.stderr).toContain('--driver: expected one of qemu, libvirt, got "nova" (nova runs in a lab with stack: openstack: migralab run scenarios/tutorial-nova.yaml)');
     expect(await leftovers(plan)).toEqual([]);
   });
 });
